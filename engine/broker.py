@@ -53,6 +53,10 @@ __all__ = ["Broker", "Outgoing"]
 
 #: Seconds a client is told to wait while fewer clients than its k are active.
 WAIT_RETRY_S = 0.5
+#: Largest |Δ_i| accepted. An honest DP step is η(clipped gradient + Z/b); even at ε = 0.01,
+#: d = 24, b = 1 its noise has E‖Z‖ ≈ 4,800, so 1e6 is generous, and it keeps a hostile
+#: client from overflowing the model to infinity with finite but huge values.
+MAX_DELTA_ABS = 1e6
 #: Unsolved joins kept per model, as a multiple of ``max_clients``. Beyond it the oldest
 #: pending join is forgotten: joins are free to send, so they must not fill the model.
 PENDING_JOINS_PER_SLOT = 2
@@ -393,6 +397,8 @@ class Broker:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"delta must be float64, got {delta.dtype}")
         if not np.isfinite(delta).all():
             raise ProtocolError(ErrorCode.NON_FINITE, "delta contains NaN or infinity")
+        if np.abs(delta).max(initial=0.0) > MAX_DELTA_ABS:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"delta values must be within ±{MAX_DELTA_ABS:g}")
         if key in updates:
             raise ProtocolError(ErrorCode.STALE_PROOF, "a second update for the same puzzle in one batch")
         if not client.puzzle.is_solved_by(request.nonce):

@@ -308,7 +308,17 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Curate:
-    """Define a model (curator). The validation set is the curator's; the broker scores RONI on it."""
+    """Define a model (curator). The validation set is the curator's; the broker scores RONI on it.
+
+    Attributes
+    ----------
+    task : TaskSpec
+        The learning objective, limits, stopping rule and defences.
+    validation_x : Matrix
+        Validation features, shape (n, task.n_features), bias column included.
+    validation_y : Vector
+        Validation labels in {-1, +1}, shape (n,).
+    """
 
     TYPE: ClassVar[str] = "curate"
     task: TaskSpec
@@ -318,7 +328,15 @@ class Curate:
 
 @dataclass(frozen=True)
 class Status:
-    """Ask for aggregate progress (curator)."""
+    """Ask for aggregate progress (curator).
+
+    Attributes
+    ----------
+    model_id : str
+        The model's id.
+    secret : bytes
+        The curator secret from ``Curated``.
+    """
 
     TYPE: ClassVar[str] = "status"
     model_id: str
@@ -327,7 +345,15 @@ class Status:
 
 @dataclass(frozen=True)
 class Fetch:
-    """Ask for the final model (curator); ``Wait`` until training is over."""
+    """Ask for the final model (curator); ``Wait`` until training is over.
+
+    Attributes
+    ----------
+    model_id : str
+        The model's id.
+    secret : bytes
+        The curator secret from ``Curated``.
+    """
 
     TYPE: ClassVar[str] = "fetch"
     model_id: str
@@ -336,7 +362,17 @@ class Fetch:
 
 @dataclass(frozen=True)
 class Join:
-    """Ask to join a model: schema check (number of features) and the client's k."""
+    """Ask to join a model: schema check (number of features) and the client's k.
+
+    Attributes
+    ----------
+    model_id : str
+        The model to join (learned out of band).
+    n_features : int
+        Columns of the client's data, bias included; must equal the task's.
+    k : int
+        The minimum number of active clients this client requires (1..max_clients).
+    """
 
     TYPE: ClassVar[str] = "join"
     model_id: str
@@ -346,7 +382,17 @@ class Join:
 
 @dataclass(frozen=True)
 class Solve:
-    """Answer the admission puzzle of a join."""
+    """Answer the admission puzzle of a join.
+
+    Attributes
+    ----------
+    model_id : str
+        The model.
+    join_id : bytes
+        From ``Challenge``.
+    nonce : int
+        Solves the admission puzzle: 0 <= nonce < 2**64.
+    """
 
     TYPE: ClassVar[str] = "solve"
     model_id: str
@@ -359,6 +405,19 @@ class Update:
     """``gradientUpdate``: a model delta Δ (the broker adds it: w += Δ) with its proof of work.
 
     ``base`` is the puzzle prefix of the work this update answers; ``nonce`` solves it.
+
+    Attributes
+    ----------
+    model_id : str
+        The model.
+    token : bytes
+        The client's secret token from ``Admitted``.
+    base : bytes
+        The puzzle of the work this update answers (opaque base-version handle).
+    nonce : int
+        Solves that puzzle: 0 <= nonce < 2**64.
+    delta : Vector
+        Δ, shape (n_features,), finite float64.
     """
 
     TYPE: ClassVar[str] = "update"
@@ -371,7 +430,15 @@ class Update:
 
 @dataclass(frozen=True)
 class Leave:
-    """Leave training (client); the token stops working."""
+    """Leave training (client); the token stops working.
+
+    Attributes
+    ----------
+    model_id : str
+        The model.
+    token : bytes
+        The client's token.
+    """
 
     TYPE: ClassVar[str] = "leave"
     model_id: str
@@ -383,7 +450,15 @@ class Leave:
 
 @dataclass(frozen=True)
 class Curated:
-    """The model's id (to give to clients out of band) and the curator's secret."""
+    """The model's id (to give to clients out of band) and the curator's secret.
+
+    Attributes
+    ----------
+    model_id : str
+        Public id of the new model.
+    secret : bytes
+        Proves ownership; only its SHA-256 is kept.
+    """
 
     TYPE: ClassVar[str] = "curated"
     model_id: str
@@ -392,7 +467,31 @@ class Curated:
 
 @dataclass(frozen=True)
 class Progress:
-    """Aggregate training statistics (never per-client data)."""
+    """Aggregate training statistics (never per-client data).
+
+    Attributes
+    ----------
+    version : int
+        Model version (accepted async updates, or sync rounds).
+    updates_accepted : int
+        Updates applied to the model.
+    updates_rejected : dict
+        Refused updates by reason (error codes, ``roni``, ``stale``, ``wait_k``).
+    validation_error : float
+        0-1 error of the current model on the curator's validation set.
+    active_clients : int
+        Admitted clients that have not left, timed out or been evicted.
+    penalties : int
+        RONI penalties so far (all clients together).
+    evictions : int
+        Clients evicted so far.
+    elapsed_s : float
+        Seconds since curate (until the end, once done).
+    done : bool
+        Whether training has ended.
+    stop_reason : str
+        Which stopping rule ended training ("" while running).
+    """
 
     TYPE: ClassVar[str] = "progress"
     version: int
@@ -409,7 +508,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class Final:
-    """The trained model and the aggregate statistics, for the curator."""
+    """The trained model and the aggregate statistics, for the curator.
+
+    Attributes
+    ----------
+    weights : Vector
+        The final model, shape (n_features,).
+    progress : Progress
+        Aggregate statistics at the end.
+    """
 
     TYPE: ClassVar[str] = "final"
     weights: Vector
@@ -418,7 +525,17 @@ class Final:
 
 @dataclass(frozen=True)
 class Challenge:
-    """The admission puzzle: find a nonce so SHA-256(puzzle ‖ nonce) ends in ``bits`` zero bits."""
+    """The admission puzzle: find a nonce so SHA-256(puzzle ‖ nonce) ends in ``bits`` zero bits.
+
+    Attributes
+    ----------
+    join_id : bytes
+        Names this pending join in ``Solve``.
+    puzzle : bytes
+        32 fresh random bytes.
+    bits : int
+        Difficulty: trailing zero bits required (0 = no work).
+    """
 
     TYPE: ClassVar[str] = "challenge"
     join_id: bytes
@@ -428,7 +545,19 @@ class Challenge:
 
 @dataclass(frozen=True)
 class Admitted:
-    """Admission: the client's secret token and its first work (model and puzzle)."""
+    """Admission: the client's secret token and its first work (model and puzzle).
+
+    Attributes
+    ----------
+    token : bytes
+        32 random bytes; the broker keeps only their SHA-256.
+    weights : Vector
+        The model to train on.
+    puzzle : bytes
+        The puzzle the first update must solve.
+    bits : int
+        Its difficulty.
+    """
 
     TYPE: ClassVar[str] = "admitted"
     token: bytes
@@ -439,7 +568,17 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Work:
-    """The model to train on next and the puzzle the next update must solve."""
+    """The model to train on next and the puzzle the next update must solve.
+
+    Attributes
+    ----------
+    weights : Vector
+        The model to train on (the current model, or a validation snapshot: the same message).
+    puzzle : bytes
+        32 fresh random bytes; echoed back as the update's ``base``.
+    bits : int
+        Difficulty of this client's puzzle (rises with RONI penalties).
+    """
 
     TYPE: ClassVar[str] = "work"
     weights: Vector
@@ -449,7 +588,15 @@ class Work:
 
 @dataclass(frozen=True)
 class Wait:
-    """Try the same request again after ``retry_after_s`` (nothing was consumed)."""
+    """Try the same request again after ``retry_after_s`` (nothing was consumed).
+
+    Attributes
+    ----------
+    retry_after_s : float
+        Seconds to wait.
+    reason : str
+        ``min_clients`` (the k gate) or ``training`` (fetch before the end).
+    """
 
     TYPE: ClassVar[str] = "wait"
     retry_after_s: float
@@ -458,7 +605,13 @@ class Wait:
 
 @dataclass(frozen=True)
 class Done:
-    """Training is over (or the client left); stop sending."""
+    """Training is over (or the client left); stop sending.
+
+    Attributes
+    ----------
+    reason : str
+        The stopping rule, or ``left``.
+    """
 
     TYPE: ClassVar[str] = "done"
     reason: str
@@ -466,7 +619,15 @@ class Done:
 
 @dataclass(frozen=True)
 class Error:
-    """A refused request: ``code`` is an :class:`ErrorCode` value; state is unchanged."""
+    """A refused request: ``code`` is an :class:`ErrorCode` value; state is unchanged.
+
+    Attributes
+    ----------
+    code : str
+        An ``ErrorCode`` value.
+    message : str
+        What was wrong, naming the field; never a secret or a vector.
+    """
 
     TYPE: ClassVar[str] = "error"
     code: str

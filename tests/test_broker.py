@@ -187,6 +187,7 @@ def test_replies_never_alias_the_live_model():
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.nan, 4, 5.0])), "non_finite"),
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.inf, 4, 5.0])), "non_finite"),
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.ones(D, dtype=np.float32)), "bad_field"),
+        (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.full(D, 1e300)), "bad_field"),
     ],
 )
 def test_bad_updates_get_distinct_errors_and_change_nothing(mutate, code):
