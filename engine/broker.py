@@ -154,8 +154,9 @@ class Broker:
         self._secret_digest = _digest(curator_secret)
         self._model = make_model(task.model_type, task.n_features)
         self._aggregator = make_aggregator(task.aggregation, self._model.initial_weights())
-        self._validation_x = np.ascontiguousarray(validation_x, dtype=np.float64)
-        self._validation_y = np.ascontiguousarray(validation_y, dtype=np.float64)
+        # Own writable copies: a decoded Curate holds read-only views of the message buffer.
+        self._validation_x = np.array(validation_x, dtype=np.float64, order="C", copy=True)
+        self._validation_y = np.array(validation_y, dtype=np.float64, order="C", copy=True)
         defences = task.defences
         self._difficulty = DifficultyPolicy(
             initial_bits=defences.update_bits,
