@@ -417,6 +417,18 @@ class Broker:
         out: list[Outgoing] = []
         validation: list[tuple[Any, bytes, _Client, np.ndarray]] = []
         processed: list[tuple[Any, bytes, _Client]] = []
+        # Async training stops at exactly max_updates: a batch that would pass it applies
+        # only what fits (sync rounds are atomic and stop at the round that reaches it).
+        limit = self.task.stopping.max_updates
+        room = [math.inf if limit is None or self.task.aggregation == "sync" else limit - self._stats.accepted]
+
+        def take(key: bytes, delta: np.ndarray) -> None:
+            if room[0] <= 0:
+                self._stats.rejected["after_stop"] += 1
+                return
+            room[0] -= 1
+            self._aggregator.submit(key, delta)
+
         for key, (handle, client, request) in updates.items():
             processed.append((handle, key, client))
             if (
@@ -430,7 +442,7 @@ class Broker:
             if self.task.max_staleness is not None and staleness > self.task.max_staleness:
                 self._stats.rejected["stale"] += 1
                 continue
-            self._aggregator.submit(key, request.delta)
+            take(key, request.delta)
         evicted: set[bytes] = set()
         if validation:
             assert self._validator is not None
@@ -443,7 +455,7 @@ class Broker:
                 elif not verdict.acceptable:
                     self._stats.rejected["roni"] += 1
                 elif self.task.defences.apply_validation_updates:
-                    self._aggregator.submit(key, delta)
+                    take(key, delta)
         # Every processed proof is consumed: the next update needs a fresh puzzle.
         for _, key, client in processed:
             if key not in evicted:

@@ -537,3 +537,13 @@ def test_random_latency_is_applied_to_client_replies_only():
 def test_error_codes_are_all_distinct():
     values = [code.value for code in ErrorCode]
     assert len(values) == len(set(values))
+
+
+def test_max_updates_is_exact_within_a_batch():
+    broker, _ = make_broker(stopping=StoppingRule(max_updates=3))
+    admitted = [admit(broker) for _ in range(5)]
+    out = broker.handle_batch([(i, update_for(broker, a.token, a, np.ones(D))) for i, a in enumerate(admitted)])
+    assert broker.version == 3 and broker.progress().updates_accepted == 3
+    assert broker.progress().updates_rejected["after_stop"] == 2
+    assert all(isinstance(o.reply, Done) for o in out)
+    np.testing.assert_array_equal(broker.weights(), 3 * np.ones(D))
