@@ -29,9 +29,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "prepare_validation": ("roni", "roni_reference"),
     "roni_scores": ("roni", "roni_reference"),
     "roni_scores_prepared": ("roni", "roni_reference"),
-    "sha256": ("sha256", "sha256_reference"),
-    "pow_search": ("sha256", "sha256_reference"),
-    "pow_verify": ("sha256", "sha256_reference"),
+    "sha256": ("sha256_pow", "sha256_pow_reference"),
+    "pow_search": ("sha256_pow", "sha256_pow_reference"),
+    "pow_verify": ("sha256_pow", "sha256_pow_reference"),
+    "pow_scan": ("sha256_pow", "sha256_pow_reference"),
 }
 
 __all__ = ["BACKEND", "reference", *sorted(_FAMILIES)]
