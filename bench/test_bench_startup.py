@@ -1,0 +1,62 @@
+"""Start-up cost: a fresh process imports the engine and runs every kernel once.
+
+Measured in a child process, so each sample is a real start:
+
+- ``warm``: the Numba cache already holds every kernel (the normal case after
+  ``tormentor-engine warmup``);
+- ``cold``: an empty cache, so every kernel compiles (about a minute on this machine;
+  skipped in the smoke run, ``--benchmark-disable``);
+- ``reference``: ``TORMENTOR_NO_NUMBA=1``, NumPy and hashlib only.
+
+Each sample records wall seconds and the child's peak RSS (``ru_maxrss``). Goal on the
+2-core machine: warm start under 2 s and 250 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+CHILD = r"""
+import json, resource, time
+start = time.perf_counter()
+from tormentor.engine.kernels.warmup import warm
+families = warm()
+print(json.dumps({"wall_s": time.perf_counter() - start, "families": families,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def start_once(env_overrides: dict[str, str]) -> dict:
+    env = {**os.environ, **env_overrides}
+    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mode", ["warm", "reference", "cold"])
+def test_fresh_process_start(benchmark, mode):
+    if mode == "cold" and benchmark.disabled:
+        pytest.skip("a cold compile takes about a minute: only in real benchmark runs")
+    samples: list[dict] = []
+
+    def one_start():
+        if mode == "cold":
+            with tempfile.TemporaryDirectory() as cache:
+                samples.append(start_once({"NUMBA_CACHE_DIR": cache}))
+        elif mode == "reference":
+            samples.append(start_once({"TORMENTOR_NO_NUMBA": "1"}))
+        else:
+            samples.append(start_once({}))
+
+    benchmark.group = "fresh process: import the engine and run every kernel once"
+    benchmark.extra_info["impl"] = {"warm": "numba", "cold": "numba-cold-cache", "reference": "reference"}[mode]
+    rounds = 1 if mode == "cold" or benchmark.disabled else 3
+    benchmark.pedantic(one_start, rounds=rounds, iterations=1, warmup_rounds=0)
+    benchmark.extra_info["max_rss_mb"] = round(max(s["max_rss_mb"] for s in samples), 1)
+    benchmark.extra_info["child_wall_s"] = round(min(s["wall_s"] for s in samples), 3)
