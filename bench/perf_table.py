@@ -56,7 +56,8 @@ def render(run: dict) -> str:
     machine = run.get("machine_info", {})
     cpu = (machine.get("cpu") or {}).get("brand_raw") or platform.processor() or "unknown CPU"
     lines = [
-        f"Measured {run.get('datetime', '?')[:19]} on {cpu}, {machine.get('cpu', {}).get('count', '?')} cores, "
+        f"Measured {run.get('datetime', '?')[:19]} on {cpu}, "
+        f"{machine.get('cpu', {}).get('count', '?')} cores, "
         f"Python {machine.get('python_version', '?')}. Medians; a shared machine varies by up to 1.5x.",
         "",
         "| benchmark | implementation | median per call | rate | vs numba |",

@@ -34,8 +34,9 @@ print(json.dumps({"wall_s": time.perf_counter() - start, "families": families,
 
 def start_once(env_overrides: dict[str, str]) -> dict:
     env = {**os.environ, **env_overrides}
-    done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -55,7 +56,9 @@ def test_fresh_process_start(benchmark, mode):
             samples.append(start_once({}))
 
     benchmark.group = "fresh process: import the engine and run every kernel once"
-    benchmark.extra_info["impl"] = {"warm": "numba", "cold": "numba-cold-cache", "reference": "reference"}[mode]
+    benchmark.extra_info["impl"] = {"warm": "numba", "cold": "numba-cold-cache", "reference": "reference"}[
+        mode
+    ]
     rounds = 1 if mode == "cold" or benchmark.disabled else 3
     benchmark.pedantic(one_start, rounds=rounds, iterations=1, warmup_rounds=0)
     benchmark.extra_info["max_rss_mb"] = round(max(s["max_rss_mb"] for s in samples), 1)

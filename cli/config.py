@@ -122,7 +122,9 @@ class ClientsConfig:
         if self.batch < 1:
             raise ValueError(f"clients.batch must be >= 1, got {self.batch}")
         if self.budget_epsilon is not None and self.epsilon is None:
-            raise ValueError("clients.budget_epsilon needs clients.epsilon (a budget without DP means nothing)")
+            raise ValueError(
+                "clients.budget_epsilon needs clients.epsilon (a budget without DP means nothing)"
+            )
         if not 0 < self.budget_delta < 1:
             raise ValueError(f"clients.budget_delta must be in (0, 1), got {self.budget_delta}")
         if self.processes < 1 or self.pow_threads < 1:
@@ -234,7 +236,10 @@ def _convert(annotation: Any, value: Any, path: str, problems: list[str]) -> Any
         if len(inner) == 1:
             found: list[str] = []
             converted = _convert(inner[0], value, path, found)
-            problems.extend(p.replace(f"expected {_describe(inner[0])},", f"expected {_describe(annotation)},") for p in found)
+            problems.extend(
+                p.replace(f"expected {_describe(inner[0])},", f"expected {_describe(annotation)},")
+                for p in found
+            )
             return converted
     if origin is Literal:
         allowed = typing.get_args(annotation)
@@ -285,7 +290,9 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{prefix}{key}: unknown key; allowed: {allowed}")
     before = len(problems)
     kwargs = {
-        name: _convert(hints[name], data[name], f"{prefix}{name}", problems) for name in fields if name in data
+        name: _convert(hints[name], data[name], f"{prefix}{name}", problems)
+        for name in fields
+        if name in data
     }
     if len(problems) > before:
         return None

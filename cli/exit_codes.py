@@ -11,8 +11,11 @@ __all__ = ["ExitCode", "HELP"]
 
 
 class ExitCode(IntEnum):
-    """Process exit status. 0 is success; ranges: 1-9 general, 10 config, 20 data,
-    30 NATS, 40 Tor, 50 client outcome."""
+    """Process exit status: 0 is success.
+
+    Ranges: 1-9 general, 10-19 config, 20-29 data, 30-39 NATS, 40-49 Tor, 50-59 a
+    client's outcome.
+    """
 
     OK = 0
     INTERNAL = 1
@@ -44,7 +47,9 @@ HELP: dict[ExitCode, str] = {
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); everything started was stopped",
     ExitCode.CONFIG_INVALID: "the config has invalid keys or values (each is listed with its path)",
     ExitCode.CONFIG_NOT_FOUND: "the config file does not exist",
-    ExitCode.DATA_MISSING: "creditcard.csv not found: run `tormentor-engine data fetch` or set TORMENTOR_DATA",
+    ExitCode.DATA_MISSING: (
+        "creditcard.csv not found: run `tormentor-engine data fetch` or set TORMENTOR_DATA"
+    ),
     ExitCode.DATA_CHECKSUM: "the downloaded data does not match its SHA-256",
     ExitCode.DATA_DOWNLOAD: "the data could not be downloaded (offline?)",
     ExitCode.DATA_FORMAT: "the data file is not the expected CSV",

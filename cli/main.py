@@ -22,13 +22,21 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a whole experiment on this machine (NATS, broker, curator, clients)")
     p.add_argument("config", help="YAML config, e.g. configs/credit.yaml")
     p.add_argument("--out", help="output folder (default runs/<timestamp>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config value (repeatable), e.g. --set tor.mode=off")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value (repeatable), e.g. --set tor.mode=off",
+    )
     p.set_defaults(handler=_run)
 
 
 def _add_broker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("broker", help="serve as the broker: nats-server + broker, optionally as an onion service")
+    p = sub.add_parser(
+        "broker", help="serve as the broker: nats-server + broker, optionally as an onion service"
+    )
     p.add_argument("--config", help="YAML config (transport and tor sections are used)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--state", default="broker-state", help="folder for the onion key and server files")
@@ -38,7 +46,9 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:
 
 def _add_curate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("curate", help="define a model on a broker, wait for training, save the model")
-    p.add_argument("--broker", required=True, help="broker file written by `tormentor-engine broker` (curator.json)")
+    p.add_argument(
+        "--broker", required=True, help="broker file written by `tormentor-engine broker` (curator.json)"
+    )
     p.add_argument("--config", default=None, help="YAML config (task, stopping, defences, data sections)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--out", default="curator-out", help="folder for model.json and summary.json")
@@ -49,11 +59,15 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("client", help="one headless client (for IoT-class devices)")
     p.add_argument("--broker", required=True, help="nats://HOST:PORT, or ONION.onion[:PORT] through tor")
     p.add_argument("--model", required=True, help="model id (from the curator, out of band)")
-    p.add_argument("--data", required=True, help="CSV with the client's rows: features..., label (+1/-1 or 1/0)")
+    p.add_argument(
+        "--data", required=True, help="CSV with the client's rows: features..., label (+1/-1 or 1/0)"
+    )
     p.add_argument("--epsilon", type=float, default=None, help="DP epsilon per step (default: no DP)")
     p.add_argument("--batch", type=int, default=10, help="batch size b")
     p.add_argument("--k", type=int, default=1, help="minimum number of clients you require")
-    p.add_argument("--budget", type=float, default=None, help="total privacy budget epsilon (needs --epsilon)")
+    p.add_argument(
+        "--budget", type=float, default=None, help="total privacy budget epsilon (needs --epsilon)"
+    )
     p.add_argument("--delta", type=float, default=1e-5, help="budget delta")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     p.add_argument("--socks", default="127.0.0.1:9050", help="tor SOCKS address for .onion brokers")
@@ -68,8 +82,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     fetch = data_sub.add_parser("fetch", help="download creditcard.csv and check its SHA-256")
     fetch.add_argument("--dest", help="folder to put it in (default: the user cache folder)")
     fetch.add_argument("--url", help="download address (default: the TorML repository)")
-    fetch.add_argument("--if-missing", action="store_true",
-                       help="do nothing when the data is already found ($TORMENTOR_DATA or the cache)")
+    fetch.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the data is already found ($TORMENTOR_DATA or the cache)",
+    )
     fetch.set_defaults(handler=_data_fetch)
 
 

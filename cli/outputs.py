@@ -54,13 +54,25 @@ def write_trace(path: Path, rows: list[TraceRow]) -> None:
         writer.writerow(TRACE_COLUMNS)
         for row in rows:
             writer.writerow(
-                [f"{row.time_s:.3f}", row.version, f"{row.train_error:.6f}", f"{row.test_error:.6f}",
-                 f"{row.validation_error:.6f}", row.active_clients]
+                [
+                    f"{row.time_s:.3f}",
+                    row.version,
+                    f"{row.train_error:.6f}",
+                    f"{row.test_error:.6f}",
+                    f"{row.validation_error:.6f}",
+                    row.active_clients,
+                ]
             )
 
 
-def write_model(path: Path, weights: np.ndarray, feature_names: tuple[str, ...], mean: np.ndarray,
-                std: np.ndarray, clip: float | None) -> None:
+def write_model(
+    path: Path,
+    weights: np.ndarray,
+    feature_names: tuple[str, ...],
+    mean: np.ndarray,
+    std: np.ndarray,
+    clip: float | None,
+) -> None:
     """Write the model with what is needed to apply it to raw rows."""
     write_json(
         path,
@@ -100,11 +112,21 @@ def plot_trace(path: Path, rows: list[TraceRow], *, title: str, centralised: flo
     t = [r.time_s for r in rows]
     ax.plot(t, [100 * r.train_error for r in rows], label="training error")
     ax.plot(t, [100 * r.test_error for r in rows], label="test error", alpha=0.8)
-    ax.plot(t, [100 * r.validation_error for r in rows], label="validation error (curator's set)",
-            alpha=0.6, linestyle=":")
+    ax.plot(
+        t,
+        [100 * r.validation_error for r in rows],
+        label="validation error (curator's set)",
+        alpha=0.6,
+        linestyle=":",
+    )
     if centralised is not None:
-        ax.axhline(100 * centralised, color="grey", linestyle="--", linewidth=1,
-                   label=f"centralised logistic regression ({100 * centralised:.1f}%)")
+        ax.axhline(
+            100 * centralised,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"centralised logistic regression ({100 * centralised:.1f}%)",
+        )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("0-1 error (%)")
     ax.set_title(title)

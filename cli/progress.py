@@ -20,8 +20,14 @@ class Progress:
         ``auto``: a redrawn bar on a terminal, a line every ``log_every_s`` otherwise.
     """
 
-    def __init__(self, total_updates: int | None, *, mode: str = "auto", stream: TextIO | None = None,
-                 log_every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        total_updates: int | None,
+        *,
+        mode: str = "auto",
+        stream: TextIO | None = None,
+        log_every_s: float = 5.0,
+    ) -> None:
         self.total = total_updates
         self.stream = stream or sys.stderr
         self.live = mode == "on" or (mode == "auto" and self.stream.isatty())
@@ -46,8 +52,10 @@ class Progress:
             head = f"[{bar}] {updates:,}/{self.total:,} updates"
         else:
             head = f"{updates:,} updates"
-        line = (f"{head} | validation error {100 * validation_error:5.2f}% | clients {clients:3d} | "
-                f"{rate:7,.0f} upd/s | {elapsed:6.1f} s")
+        line = (
+            f"{head} | validation error {100 * validation_error:5.2f}% | clients {clients:3d} | "
+            f"{rate:7,.0f} upd/s | {elapsed:6.1f} s"
+        )
         if self.live:
             self.stream.write("\r" + line)
             self.stream.flush()

@@ -135,9 +135,19 @@ async def run_experiment_async(config: RunConfig, out_dir: Path) -> RunResult:
         stack.callback(_stop_processes, processes)
 
         origins: dict[str, int] = {}
-        trace, last_status = await _observe(config, data, broker, curator, session, processes, started,
-                                            lambda: _sample_origins(bus, front, origins))
-        final = await curator.request(session.fetch())
+        trace, last_status = await _observe(
+            config,
+            data,
+            broker,
+            curator,
+            session,
+            processes,
+            started,
+            lambda: _sample_origins(bus, front, origins),
+        )
+        final = await _curator_request(
+            curator, session.fetch(), give_up_after_s=CURATOR_PATIENCE_S, must=True
+        )
         if not isinstance(final, Final):
             raise RuntimeError(f"the curator could not fetch the model: {final}")
         outcomes = await _collect(results, len(processes), timeout_s=config.transport.request_timeout_s + 15)
@@ -146,13 +156,29 @@ async def run_experiment_async(config: RunConfig, out_dir: Path) -> RunResult:
 
     if origins:
         front.summary["connections_seen_by_nats"] = origins
-    summary = _summary(config, data, final, trace, outcomes, wall, central_train, central_test,
-                       bus, front, service_stats, total_clients)
+    summary = _summary(
+        config,
+        data,
+        final,
+        trace,
+        outcomes,
+        wall,
+        central_train,
+        central_test,
+        bus,
+        front,
+        service_stats,
+        total_clients,
+    )
     write_json(out_dir / "summary.json", summary)
     write_trace(out_dir / "trace.csv", trace)
     write_model(out_dir / "model.json", final.weights, data.feature_names, data.mean, data.std, data.clip)
-    plot_trace(out_dir / "loss.png", trace, title=f"{total_clients} clients, tor {config.tor.mode}",
-               centralised=central_train)
+    plot_trace(
+        out_dir / "loss.png",
+        trace,
+        title=f"{total_clients} clients, tor {config.tor.mode}",
+        centralised=central_train,
+    )
     return RunResult(out_dir=out_dir, summary=summary, trace=trace, final_weights=np.array(final.weights))
 
 
@@ -170,8 +196,9 @@ class _Bus:
     port: int | None
 
 
-async def _start_bus(config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, d: int,
-                     total_clients: int) -> _Bus:
+async def _start_bus(
+    config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, d: int, total_clients: int
+) -> _Bus:
     import nats  # noqa: F401  (fail early with a clear ImportError)
 
     if config.transport.nats_url:
@@ -194,8 +221,15 @@ async def _start_bus(config: RunConfig, stack: contextlib.AsyncExitStack, out_di
     callout = AuthCalloutService(server.url, server.callout, server.callout_issuer_seed)
     await stack.enter_async_context(callout)
     port = int(server.url.rsplit(":", 1)[1])
-    return _Bus(server.url, server.broker.connect_options(), server.curator.connect_options(),
-                server.version, True, server.monitor_url, port)
+    return _Bus(
+        server.url,
+        server.broker.connect_options(),
+        server.curator.connect_options(),
+        server.version,
+        True,
+        server.monitor_url,
+        port,
+    )
 
 
 @dataclass
@@ -207,7 +241,9 @@ class _Front:
     onion_service_pid: int | None = None
 
 
-async def _start_front(config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, bus: _Bus) -> _Front:
+async def _start_front(
+    config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, bus: _Bus
+) -> _Front:
     """Put Tor in front of the bus if configured; return how clients reach it."""
     if config.tor.mode == "off":
         return _Front("off", bus.url, None, {"mode": "off"})
@@ -216,26 +252,31 @@ async def _start_front(config: RunConfig, stack: contextlib.AsyncExitStack, out_
     from tormentor.transport.tor_front import start_tor_front
 
     front = await start_tor_front(config.tor, stack, out_dir / "tor", bus.port)
-    return _Front(front.mode, f"tor://{front.onion}", front.client_info(), dict(front.summary),
-                  front.onion_service_pid)
+    return _Front(
+        front.mode, f"tor://{front.onion}", front.client_info(), dict(front.summary), front.onion_service_pid
+    )
 
 
-async def _start_broker_service(config: RunConfig, stack: contextlib.AsyncExitStack, bus: _Bus,
-                                brokerage: Brokerage) -> Any:
+async def _start_broker_service(
+    config: RunConfig, stack: contextlib.AsyncExitStack, bus: _Bus, brokerage: Brokerage
+) -> Any:
     import nats
 
     from tormentor.transport.broker_service import BrokerService
 
     nc = await nats.connect(bus.url, **{"name": "broker", **bus.broker_options})
     stack.push_async_callback(nc.close)
-    service = BrokerService(brokerage, max_batch=config.transport.max_batch,
-                            max_curator_bytes=config.transport.max_payload_bytes)
+    service = BrokerService(
+        brokerage, max_batch=config.transport.max_batch, max_curator_bytes=config.transport.max_payload_bytes
+    )
     await service.start(nc)
     stack.push_async_callback(service.stop)
     return service
 
 
-async def _connect_curator(stack: contextlib.AsyncExitStack, bus: _Bus, config: RunConfig, front: _Front) -> Any:
+async def _connect_curator(
+    stack: contextlib.AsyncExitStack, bus: _Bus, config: RunConfig, front: _Front
+) -> Any:
     """The curator's connection: through Tor like any client when Tor is on (paper 3.2)."""
     import nats
 
@@ -246,17 +287,26 @@ async def _connect_curator(stack: contextlib.AsyncExitStack, bus: _Bus, config: 
         from tormentor.transport.tor_client import connect_through_tor
 
         forwarders: list[Any] = []
-        nc = await connect_through_tor(front.tor, connect_timeout_s=config.tor.connect_timeout_s,
-                                       forwarders=forwarders, connect_options=bus.curator_options, name="curator")
+        nc = await connect_through_tor(
+            front.tor,
+            connect_timeout_s=config.tor.connect_timeout_s,
+            forwarders=forwarders,
+            connect_options=bus.curator_options,
+            name="curator",
+        )
         for forwarder in forwarders:
             stack.push_async_callback(forwarder.close)
     else:
         nc = await nats.connect(bus.url, **{"name": "curator", **bus.curator_options})
     stack.push_async_callback(nc.close)
-    return NatsRequester(nc, timeout_s=max(30.0, config.transport.request_timeout_s), subject=CURATOR_REQUESTS)
+    return NatsRequester(
+        nc, timeout_s=max(30.0, config.transport.request_timeout_s), subject=CURATOR_REQUESTS
+    )
 
 
-def _worker_specs(config: RunConfig, data_path: Path, model_id: str, front: _Front, total: int) -> list[WorkerSpec]:
+def _worker_specs(
+    config: RunConfig, data_path: Path, model_id: str, front: _Front, total: int
+) -> list[WorkerSpec]:
     poisoners = tuple(range(config.clients.count, total))
     processes = max(1, min(config.clients.processes, total))
     spread = config.clients.start_spread_s
@@ -287,8 +337,16 @@ def _worker_specs(config: RunConfig, data_path: Path, model_id: str, front: _Fro
     return specs
 
 
-async def _observe(config: RunConfig, data: CreditData, broker: Any, curator: Any, session: CuratorSession,
-                   processes: list[Any], started: float, sample: Any) -> tuple[list[TraceRow], Progress | None]:
+async def _observe(
+    config: RunConfig,
+    data: CreditData,
+    broker: Any,
+    curator: Any,
+    session: CuratorSession,
+    processes: list[Any],
+    started: float,
+    sample: Any,
+) -> tuple[list[TraceRow], Progress | None]:
     """Sample the model and the curator's progress until training ends."""
     display = ProgressDisplay(config.stopping.max_updates, mode=config.output.progress)
     trace: list[TraceRow] = []
@@ -296,14 +354,16 @@ async def _observe(config: RunConfig, data: CreditData, broker: Any, curator: An
     every = config.output.trace_every_s
     try:
         while True:
-            reply = await curator.request(session.status())
+            reply = await _curator_request(curator, session.status(), give_up_after_s=CURATOR_PATIENCE_S)
             if isinstance(reply, Error):
                 raise RuntimeError(f"status refused: {reply.code}: {reply.message}")
-            status = reply
-            trace.append(_trace_row(data, broker, started, status.validation_error))
-            display.update(status.updates_accepted, status.validation_error, status.active_clients)
+            if reply is not None:
+                status = reply
+                display.update(status.updates_accepted, status.validation_error, status.active_clients)
+            # The curator's validation error when its poll got through; the trace goes on without it.
+            trace.append(_trace_row(data, broker, started, status.validation_error if reply else math.nan))
             sample()
-            if status.done:
+            if broker.done and (status is None or status.done or reply is None):
                 break
             if not any(p.is_alive() for p in processes):
                 broker.finish("clients_finished")
@@ -312,6 +372,32 @@ async def _observe(config: RunConfig, data: CreditData, broker: Any, curator: An
     finally:
         display.close()
     return trace, status
+
+
+#: How long the curator keeps retrying a request whose reply was lost (e.g. a Tor relay
+#: on its circuit died) before the run gives up on it.
+CURATOR_PATIENCE_S = 180.0
+
+
+async def _curator_request(curator: Any, request: Any, *, give_up_after_s: float, must: bool = False) -> Any:
+    """Send a curator request, retrying on lost replies; None if it never got through.
+
+    A status poll that fails is skipped (training goes on without the curator watching);
+    ``must`` requests (the final fetch) are retried until ``give_up_after_s``.
+    """
+    from tormentor.transport.errors import TransportError
+
+    deadline = time.monotonic() + give_up_after_s
+    while True:
+        try:
+            return await curator.request(request)
+        except TransportError as error:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("curator request lost (%s); retrying", type(error).__name__)
+            if not must:
+                return None
+            await asyncio.sleep(1.0)
 
 
 def _sample_origins(bus: _Bus, front: _Front, best: dict[str, int]) -> None:
@@ -376,9 +462,20 @@ def _percentile_ms(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q) * 1e3) if values else None
 
 
-def _summary(config: RunConfig, data: CreditData, final: Final, trace: list[TraceRow], outcomes: list[dict],
-             wall: float, central_train: float, central_test: float, bus: _Bus, front: _Front,
-             service_stats: Any, total_clients: int) -> dict[str, Any]:
+def _summary(
+    config: RunConfig,
+    data: CreditData,
+    final: Final,
+    trace: list[TraceRow],
+    outcomes: list[dict],
+    wall: float,
+    central_train: float,
+    central_test: float,
+    bus: _Bus,
+    front: _Front,
+    service_stats: Any,
+    total_clients: int,
+) -> dict[str, Any]:
     progress = final.progress
     weights = np.array(final.weights)
     latencies = [lat for o in outcomes for lat in o["latencies_s"]]

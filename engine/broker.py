@@ -345,7 +345,9 @@ class Broker:
     def _solve(self, request: Solve, now: float) -> Admitted:
         pending = self._pending.get(request.join_id)
         if pending is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_JOIN, "no pending join with that id (unknown, used or expired)")
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_JOIN, "no pending join with that id (unknown, used or expired)"
+            )
         if not pending.puzzle.is_solved_by(request.nonce):
             raise ProtocolError(ErrorCode.WRONG_PROOF, "the nonce does not solve the admission puzzle")
         self._check_room()
@@ -367,7 +369,9 @@ class Broker:
 
     def _check_room(self) -> None:
         if len(self._clients) >= self.task.max_clients:
-            raise ProtocolError(ErrorCode.FULL, f"the model has its maximum of {self.task.max_clients} clients")
+            raise ProtocolError(
+                ErrorCode.FULL, f"the model has its maximum of {self.task.max_clients} clients"
+            )
 
     def _client_for(self, token: bytes) -> tuple[bytes, _Client]:
         key = _digest(token)
@@ -393,7 +397,9 @@ class Broker:
         delta = request.delta
         if not isinstance(delta, np.ndarray) or delta.shape != (self.task.n_features,):
             got = getattr(delta, "shape", type(delta).__name__)
-            raise ProtocolError(ErrorCode.BAD_SHAPE, f"delta must have shape ({self.task.n_features},), got {got}")
+            raise ProtocolError(
+                ErrorCode.BAD_SHAPE, f"delta must have shape ({self.task.n_features},), got {got}"
+            )
         if delta.dtype != np.float64:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"delta must be float64, got {delta.dtype}")
         if not np.isfinite(delta).all():
@@ -420,7 +426,9 @@ class Broker:
         # Async training stops at exactly max_updates: a batch that would pass it applies
         # only what fits (sync rounds are atomic and stop at the round that reaches it).
         limit = self.task.stopping.max_updates
-        room = [math.inf if limit is None or self.task.aggregation == "sync" else limit - self._stats.accepted]
+        room = [
+            math.inf if limit is None or self.task.aggregation == "sync" else limit - self._stats.accepted
+        ]
 
         def take(key: bytes, delta: np.ndarray) -> None:
             if room[0] <= 0:
@@ -447,7 +455,7 @@ class Broker:
         if validation:
             assert self._validator is not None
             verdicts = self._validator.score([(key, delta) for _, key, _, delta in validation])
-            for (_, key, client, delta), verdict in zip(validation, verdicts):
+            for (_, key, client, delta), verdict in zip(validation, verdicts, strict=True):
                 if verdict.penalised:
                     self._penalise(key, client, evicted)
                 if key in evicted:
@@ -464,7 +472,12 @@ class Broker:
         out.extend(self._release(applied, now))
         for handle, key, client in processed:
             if key in evicted:
-                out.append(Outgoing(handle, ProtocolError(ErrorCode.EVICTED, "evicted after repeated RONI penalties").reply()))
+                out.append(
+                    Outgoing(
+                        handle,
+                        ProtocolError(ErrorCode.EVICTED, "evicted after repeated RONI penalties").reply(),
+                    )
+                )
             elif self.done:
                 out.append(Outgoing(handle, Done(reason=self.stop_reason)))
             elif self._aggregator.holds(key):
@@ -513,7 +526,9 @@ class Broker:
     def _penalise(self, key: bytes, client: _Client, evicted: set[bytes]) -> None:
         client.penalties += 1
         self._stats.penalties += 1
-        client.puzzle = Puzzle(prefix=client.puzzle.prefix, bits=self._difficulty.after_penalty(client.puzzle.bits))
+        client.puzzle = Puzzle(
+            prefix=client.puzzle.prefix, bits=self._difficulty.after_penalty(client.puzzle.bits)
+        )
         limit = self.task.defences.evict_after
         if limit is not None and client.penalties >= limit:
             self._stats.evictions += 1

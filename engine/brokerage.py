@@ -105,7 +105,9 @@ class Brokerage:
                 continue
             model_id = getattr(request, "model_id", None)
             if model_id not in self.brokers:
-                out.append(Outgoing(handle, ProtocolError(ErrorCode.UNKNOWN_MODEL, "no model with that id").reply()))
+                out.append(
+                    Outgoing(handle, ProtocolError(ErrorCode.UNKNOWN_MODEL, "no model with that id").reply())
+                )
                 continue
             per_model[model_id].append((handle, request))
         for model_id, batch in per_model.items():

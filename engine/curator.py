@@ -21,8 +21,11 @@ def curate_request(task: TaskSpec, validation_x: np.ndarray, validation_y: np.nd
     Parameters
     ----------
     task : TaskSpec
+        The objective, limits, stopping rule and defences.
     validation_x : ndarray, shape (n, task.n_features)
-    validation_y : ndarray, shape (n,), labels in {-1, +1}
+        The curator's validation features (bias column included).
+    validation_y : ndarray, shape (n,)
+        Labels in {-1, +1}.
     """
     x = np.ascontiguousarray(validation_x, dtype=np.float64)
     y = np.ascontiguousarray(validation_y, dtype=np.float64)

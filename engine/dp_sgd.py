@@ -112,6 +112,7 @@ def dp_step(
     x, y : ndarray, shapes (n, d) and (n,)
         The client's shard; labels in {-1, +1}.
     config : StepConfig
+        The client's batch size, ε, clipping, λ and learning rate.
     step : int
         The client's own step count (for the learning-rate schedule).
     rng : numpy.random.Generator

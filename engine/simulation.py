@@ -123,6 +123,7 @@ def simulate(
     make_clients : callable(model_id) -> sequence of LearningClient
         Builds the clients once the model id exists.
     settings : SimulationSettings or None
+        Virtual costs (defaults when None).
     seed : int or None
         Seeds the broker's and the scheduler's randomness (None = from the OS). Clients
         carry their own generators.
@@ -152,9 +153,7 @@ def simulate(
         return settings.compute_s * spread + work / settings.hash_rate
 
     def record() -> None:
-        trace.append(
-            TracePoint(clock.now, broker.version, np.array(broker.weights()), broker.active_clients)
-        )
+        trace.append(TracePoint(clock.now, broker.version, np.array(broker.weights()), broker.active_clients))
 
     starts = list(start_times) if start_times is not None else [0.0] * len(clients)
     if len(starts) != len(clients):
@@ -210,4 +209,3 @@ def simulate(
         broker=broker,
         clients=clients,
     )
-

@@ -151,7 +151,7 @@ class RoniValidator:
         deltas = np.stack([delta for _, delta in responses])
         scores = kernels.roni_scores_prepared(current.snapshot, deltas, self._prepared)
         verdicts = []
-        for (client, _), score in zip(responses, scores):
+        for (client, _), score in zip(responses, scores, strict=True):
             current.awaiting.discard(client)
             total = self._totals.get(client, 0.0) + float(score)
             penalised = total < -self.threshold

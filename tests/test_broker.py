@@ -116,7 +116,10 @@ def test_admission_puzzle_must_be_solved():
     assert challenge.bits == 12 and len(challenge.puzzle) == 32
     good = solve_puzzle(challenge.puzzle, 12)
     wrong = next(n for n in range(good + 1, good + 10_000) if not _solves(challenge.puzzle, n, 12))
-    assert error_code(one(broker, Solve(model_id=broker.model_id, join_id=challenge.join_id, nonce=wrong))) == "wrong_proof"
+    assert (
+        error_code(one(broker, Solve(model_id=broker.model_id, join_id=challenge.join_id, nonce=wrong)))
+        == "wrong_proof"
+    )
     assert broker.active_clients == 0
     admitted = one(broker, Solve(model_id=broker.model_id, join_id=challenge.join_id, nonce=good))
     assert isinstance(admitted, Admitted) and len(admitted.token) == 32
@@ -184,9 +187,18 @@ def test_replies_never_alias_the_live_model():
         (lambda u, a: Update(u.model_id, u.token, b"\x01" * 32, u.nonce, u.delta), "stale_proof"),
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.ones(D + 1)), "bad_shape"),
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.ones((1, D))), "bad_shape"),
-        (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.nan, 4, 5.0])), "non_finite"),
-        (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.inf, 4, 5.0])), "non_finite"),
-        (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.ones(D, dtype=np.float32)), "bad_field"),
+        (
+            lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.nan, 4, 5.0])),
+            "non_finite",
+        ),
+        (
+            lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.array([1, 2, np.inf, 4, 5.0])),
+            "non_finite",
+        ),
+        (
+            lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.ones(D, dtype=np.float32)),
+            "bad_field",
+        ),
         (lambda u, a: Update(u.model_id, u.token, u.base, u.nonce, np.full(D, 1e300)), "bad_field"),
     ],
 )
@@ -521,7 +533,9 @@ def test_curate_refuses_a_bad_validation_set():
 
 
 def test_random_latency_is_applied_to_client_replies_only():
-    broker, _ = make_broker(defences=Defences(admission_bits=0, update_bits=0, validator=False, max_latency_s=0.5))
+    broker, _ = make_broker(
+        defences=Defences(admission_bits=0, update_bits=0, validator=False, max_latency_s=0.5)
+    )
     challenge_out = broker.handle_batch([(0, Join(model_id=broker.model_id, n_features=D, k=1))])
     delays = [challenge_out[0].delay_s]
     a = admit(broker)
@@ -542,7 +556,9 @@ def test_error_codes_are_all_distinct():
 def test_max_updates_is_exact_within_a_batch():
     broker, _ = make_broker(stopping=StoppingRule(max_updates=3))
     admitted = [admit(broker) for _ in range(5)]
-    out = broker.handle_batch([(i, update_for(broker, a.token, a, np.ones(D))) for i, a in enumerate(admitted)])
+    out = broker.handle_batch(
+        [(i, update_for(broker, a.token, a, np.ones(D))) for i, a in enumerate(admitted)]
+    )
     assert broker.version == 3 and broker.progress().updates_accepted == 3
     assert broker.progress().updates_rejected["after_stop"] == 2
     assert all(isinstance(o.reply, Done) for o in out)

@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from tormentor.cli.config import ConfigError, RunConfig, apply_overrides, config_from_mapping, config_to_mapping, load_config
+from tormentor.cli.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_from_mapping,
+    config_to_mapping,
+    load_config,
+)
 
 
 def test_empty_mapping_gives_defaults():

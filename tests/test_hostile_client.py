@@ -101,8 +101,13 @@ async def scenario() -> dict:
             )
             session = CuratorSession.from_reply(await curator.request(curate_request(task, x_val, y_val)))
             clients = [
-                LearningClient(*synthetic(300, 1 + i), model_id=session.model_id, step=StepConfig(),
-                               max_updates=UPDATES_EACH, rng=np.random.default_rng(i))
+                LearningClient(
+                    *synthetic(300, 1 + i),
+                    model_id=session.model_id,
+                    step=StepConfig(),
+                    max_updates=UPDATES_EACH,
+                    rng=np.random.default_rng(i),
+                )
                 for i in range(HONEST)
             ]
             honest = asyncio.create_task(run_clients(clients, server.url))
@@ -128,7 +133,16 @@ async def attack_everything(url: str, model_id: str) -> dict:
 
     # Eavesdropping: every subscription outside its own inbox is refused.
     victim_prefix = client_inbox_prefix(new_client_secret())
-    targets = [">", "_INBOX.>", "_I.>", f"{victim_prefix}.>", CLIENT_REQUESTS, CURATOR_REQUESTS, "_C.>", "_B.>"]
+    targets = [
+        ">",
+        "_INBOX.>",
+        "_I.>",
+        f"{victim_prefix}.>",
+        CLIENT_REQUESTS,
+        CURATOR_REQUESTS,
+        "_C.>",
+        "_B.>",
+    ]
     for subject in targets:
         await nc.subscribe(subject, cb=spy)
     # Forged replies and publishing outside the request subject are refused.
@@ -140,10 +154,14 @@ async def attack_everything(url: str, model_id: str) -> dict:
     # Garbage on the one subject it may use: typed errors, never a dead broker.
     results["garbage"] = await raw_request(nc, b"\xc1\xff not msgpack")
     results["not_a_map"] = await raw_request(nc, msgpack.packb([1, 2, 3]))
-    results["wrong_version"] = await raw_request(nc, frame("join", version=99, model_id=model_id, n_features=D, k=1))
+    results["wrong_version"] = await raw_request(
+        nc, frame("join", version=99, model_id=model_id, n_features=D, k=1)
+    )
     results["unknown_type"] = await raw_request(nc, frame("teleport", model_id=model_id))
     results["reply_type"] = await raw_request(nc, frame("done", reason="x"))
-    results["curator_type_on_client_subject"] = await raw_request(nc, frame("status", model_id=model_id, secret=b"s"))
+    results["curator_type_on_client_subject"] = await raw_request(
+        nc, frame("status", model_id=model_id, secret=b"s")
+    )
     results["unknown_model"] = await raw_request(nc, encode(Join(model_id="0" * 16, n_features=D, k=1)))
     results["schema"] = await raw_request(nc, encode(Join(model_id=model_id, n_features=D + 3, k=1)))
 
@@ -151,22 +169,43 @@ async def attack_everything(url: str, model_id: str) -> dict:
     requester = NatsRequester(nc, timeout_s=5)
     challenge = await requester.request(Join(model_id=model_id, n_features=D, k=1))
     admitted = await requester.request(
-        Solve(model_id=model_id, join_id=challenge.join_id, nonce=solve_puzzle(challenge.puzzle, challenge.bits))
+        Solve(
+            model_id=model_id, join_id=challenge.join_id, nonce=solve_puzzle(challenge.puzzle, challenge.bits)
+        )
     )
     assert isinstance(admitted, Admitted)
     nan_delta = np.full(D, np.nan).astype("<f8").tobytes()
     nonce = solve_puzzle(admitted.puzzle, admitted.bits)
     results["nan"] = await raw_request(
-        nc, frame("update", model_id=model_id, token=admitted.token, base=admitted.puzzle, nonce=nonce, delta=nan_delta)
+        nc,
+        frame(
+            "update",
+            model_id=model_id,
+            token=admitted.token,
+            base=admitted.puzzle,
+            nonce=nonce,
+            delta=nan_delta,
+        ),
     )
     results["wrong_shape"] = await raw_request(
-        nc, frame("update", model_id=model_id, token=admitted.token, base=admitted.puzzle, nonce=nonce,
-                  delta=np.zeros(D + 2).astype("<f8").tobytes())
+        nc,
+        frame(
+            "update",
+            model_id=model_id,
+            token=admitted.token,
+            base=admitted.puzzle,
+            nonce=nonce,
+            delta=np.zeros(D + 2).astype("<f8").tobytes(),
+        ),
     )
     results["stolen_token"] = await requester.request(
-        Update(model_id=model_id, token=new_client_secret(), base=admitted.puzzle, nonce=nonce, delta=np.zeros(D))
+        Update(
+            model_id=model_id, token=new_client_secret(), base=admitted.puzzle, nonce=nonce, delta=np.zeros(D)
+        )
     )
-    good = Update(model_id=model_id, token=admitted.token, base=admitted.puzzle, nonce=nonce, delta=np.zeros(D))
+    good = Update(
+        model_id=model_id, token=admitted.token, base=admitted.puzzle, nonce=nonce, delta=np.zeros(D)
+    )
     results["first"] = await requester.request(good)
     results["replay"] = await requester.request(good)
 

@@ -35,7 +35,9 @@ CI_SCALE = [
 
 
 def run(tmp_path: Path, credit_path: Path, *overrides: str):
-    config = load_config(REPO / "configs" / "credit.yaml", [*CI_SCALE, f"data.path={credit_path}", *overrides])
+    config = load_config(
+        REPO / "configs" / "credit.yaml", [*CI_SCALE, f"data.path={credit_path}", *overrides]
+    )
     return asyncio.run(run_experiment_async(config, tmp_path))
 
 
@@ -49,12 +51,31 @@ def test_credit_run_reaches_the_centralised_error(tmp_path, credit_path):
     assert set(summary["client_stops"]) == {"max_updates"}  # every client was told "done"
     # The outputs a user reads.
     written = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("config", "clients", "updates_accepted", "updates_rejected", "wall_seconds", "final_train_error",
-                "final_test_error", "final_validation_error", "time_to_target_s", "penalties", "transport", "tor"):
+    for key in (
+        "config",
+        "clients",
+        "updates_accepted",
+        "updates_rejected",
+        "wall_seconds",
+        "final_train_error",
+        "final_test_error",
+        "final_validation_error",
+        "time_to_target_s",
+        "penalties",
+        "transport",
+        "tor",
+    ):
         assert key in written, key
     assert written["tor"] == {"mode": "off"} and written["transport"]["nats_server_version"].startswith("2.")
     rows = list(csv.DictReader((tmp_path / "trace.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["time_s", "version", "train_error", "test_error", "validation_error", "active_clients"]
+    assert list(rows[0]) == [
+        "time_s",
+        "version",
+        "train_error",
+        "test_error",
+        "validation_error",
+        "active_clients",
+    ]
     assert float(rows[-1]["train_error"]) < float(rows[0]["train_error"])
     model = json.loads((tmp_path / "model.json").read_text())
     assert len(model["weights"]) == len(model["feature_names"]) == 24
@@ -69,9 +90,20 @@ def test_credit_run_with_dp_converges(tmp_path, credit_path):
 
 def test_ctrl_c_stops_everything(tmp_path, credit_path):
     env = {**os.environ, "TORMENTOR_DATA": str(credit_path)}
-    command = [sys.executable, "-m", "tormentor.cli.main", "run", str(REPO / "configs" / "credit.yaml"),
-               "--out", str(tmp_path), *(arg for item in CI_SCALE for arg in ("--set", item)),
-               "--set", "stopping.max_updates=10000000", "--set", "stopping.deadline_s=600"]
+    command = [
+        sys.executable,
+        "-m",
+        "tormentor.cli.main",
+        "run",
+        str(REPO / "configs" / "credit.yaml"),
+        "--out",
+        str(tmp_path),
+        *(arg for item in CI_SCALE for arg in ("--set", item)),
+        "--set",
+        "stopping.max_updates=10000000",
+        "--set",
+        "stopping.deadline_s=600",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     parent = psutil.Process(process.pid)
     deadline = time.monotonic() + 60

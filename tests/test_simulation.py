@@ -38,7 +38,12 @@ def run(credit, *, epsilon=math.inf, defences=None, updates=20_000, clients=10, 
     def make(model_id):
         return [
             LearningClient(
-                x, y, model_id=model_id, k=1, step=step, rng=np.random.default_rng([seed, i]),
+                x,
+                y,
+                model_id=model_id,
+                k=1,
+                step=step,
+                rng=np.random.default_rng([seed, i]),
                 budget=budget() if budget else None,
             )
             for i, (x, y) in enumerate(shards)
@@ -75,7 +80,9 @@ def test_dp_at_epsilon_5_batch_10_converges(credit):
 
 
 def test_all_defences_on_do_not_hurt_honest_clients(credit, centralised_train_error):
-    defences = Defences(admission_bits=8, update_bits=4, validator=True, validation_rate=0.1, roni_threshold=0.02)
+    defences = Defences(
+        admission_bits=8, update_bits=4, validator=True, validation_rate=0.1, roni_threshold=0.02
+    )
     result = run(credit, defences=defences, updates=10_000)
     progress = result.final.progress
     assert progress.evictions == 0

@@ -21,9 +21,19 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tormentor.engine.brokerage import Brokerage
 from tormentor.engine.broker import Outgoing
-from tormentor.engine.protocol import Curate, ErrorCode, Fetch, Join, Leave, ProtocolError, Solve, Status, Update
+from tormentor.engine.brokerage import Brokerage
+from tormentor.engine.protocol import (
+    Curate,
+    ErrorCode,
+    Fetch,
+    Join,
+    Leave,
+    ProtocolError,
+    Solve,
+    Status,
+    Update,
+)
 
 from .codec import WireError, decode, encode
 from .subjects import CLIENT_REQUESTS, CURATOR_REQUESTS
@@ -97,8 +107,12 @@ class BrokerService:
         """Subscribe on ``nc`` (connected with the broker identity) and start serving."""
         self._nc = nc
         self._subs = [
-            await nc.subscribe(CLIENT_REQUESTS, cb=self._on_client, pending_msgs_limit=1_000_000,
-                               pending_bytes_limit=512 * 1024 * 1024),
+            await nc.subscribe(
+                CLIENT_REQUESTS,
+                cb=self._on_client,
+                pending_msgs_limit=1_000_000,
+                pending_bytes_limit=512 * 1024 * 1024,
+            ),
             await nc.subscribe(CURATOR_REQUESTS, cb=self._on_curator),
         ]
         await nc.flush()

@@ -86,7 +86,9 @@ class NatsRequester:
         return decode(msg.data, accept=REPLY_TYPES, max_bytes=MAX_REPLY_BYTES)
 
 
-async def connect_client(url: str, *, connect_timeout_s: float = 10.0, name: str = "client", **extra: Any) -> Any:
+async def connect_client(
+    url: str, *, connect_timeout_s: float = 10.0, name: str = "client", **extra: Any
+) -> Any:
     """Open one anonymous client connection (fresh secret, own inbox prefix)."""
     import nats
 
@@ -174,9 +176,19 @@ async def run_clients(
 
     Parameters
     ----------
+    clients : sequence of LearningClient
+        The state machines to drive.
+    url : str
+        The NATS server (ignored by a Tor ``connect``, which knows the onion).
+    indices : sequence of int or None
+        The clients' numbers in the run (for outcomes and connection names).
     connections : {"own", "shared"}
         One connection per client (default; needed for reply privacy between clients
         of different owners) or one for all of this process's clients.
+    request_timeout_s : float
+        Reply timeout; a lost reply makes the client join again.
+    connect_timeout_s : float
+        Connection timeout (size it for Tor).
     start_delays_s : sequence of float or None
         Seconds each client waits before joining (spreads a crowd's arrival).
     connect : callable
@@ -193,11 +205,17 @@ async def run_clients(
         if delays[position] > 0:
             await asyncio.sleep(delays[position])
         try:
-            nc = shared or await connect(url, connect_timeout_s=connect_timeout_s, name=f"client-{indices[position]}")
+            nc = shared or await connect(
+                url, connect_timeout_s=connect_timeout_s, name=f"client-{indices[position]}"
+            )
         except TransportError as error:
-            return ClientOutcome(indices[position], Stop(f"connect: {error}", False, type(error).__name__), 0, 0, 0, 0)
+            return ClientOutcome(
+                indices[position], Stop(f"connect: {error}", False, type(error).__name__), 0, 0, 0, 0
+            )
         try:
-            return await drive_client(client, NatsRequester(nc, timeout_s=request_timeout_s), index=indices[position])
+            return await drive_client(
+                client, NatsRequester(nc, timeout_s=request_timeout_s), index=indices[position]
+            )
         finally:
             if shared is None:
                 await _close(nc)

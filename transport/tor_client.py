@@ -15,8 +15,14 @@ from .client_runner import connect_client
 __all__ = ["connect_through_tor", "tor_connector"]
 
 
-async def connect_through_tor(info: dict[str, Any], *, connect_timeout_s: float, forwarders: list[Any],
-                              connect_options: dict[str, Any] | None = None, name: str = "client") -> Any:
+async def connect_through_tor(
+    info: dict[str, Any],
+    *,
+    connect_timeout_s: float,
+    forwarders: list[Any],
+    connect_options: dict[str, Any] | None = None,
+    name: str = "client",
+) -> Any:
     """Open a forwarder to ``info["onion"]`` and a NATS connection through it.
 
     ``connect_options`` sign the connection in (an identity's nkey options); by default
@@ -25,7 +31,11 @@ async def connect_through_tor(info: dict[str, Any], *, connect_timeout_s: float,
     from tormentor.transport.tor import SocksForwarder
 
     forwarder = SocksForwarder(
-        info["onion"], info["port"], info["socks_host"], info["socks_port"], connect_timeout_s=connect_timeout_s
+        info["onion"],
+        info["port"],
+        info["socks_host"],
+        info["socks_port"],
+        connect_timeout_s=connect_timeout_s,
     )
     await forwarder.__aenter__()
     forwarders.append(forwarder)
@@ -43,6 +53,8 @@ def tor_connector(info: dict[str, Any]) -> tuple[Any, list[Any]]:
 
     async def connect(url: str, *, connect_timeout_s: float = 60.0, name: str = "client") -> Any:
         del url  # the onion in ``info`` is the only way in
-        return await connect_through_tor(info, connect_timeout_s=connect_timeout_s, forwarders=forwarders, name=name)
+        return await connect_through_tor(
+            info, connect_timeout_s=connect_timeout_s, forwarders=forwarders, name=name
+        )
 
     return connect, forwarders

@@ -37,10 +37,17 @@ class TorFront:
 
     def client_info(self) -> dict[str, Any]:
         """Picklable dial information for client processes."""
-        return {"onion": self.onion, "port": ONION_PORT, "socks_host": self.socks_host, "socks_port": self.socks_port}
+        return {
+            "onion": self.onion,
+            "port": ONION_PORT,
+            "socks_host": self.socks_host,
+            "socks_port": self.socks_port,
+        }
 
 
-async def start_tor_front(tor: Any, stack: contextlib.AsyncExitStack, state_dir: Path, nats_port: int) -> TorFront:
+async def start_tor_front(
+    tor: Any, stack: contextlib.AsyncExitStack, state_dir: Path, nats_port: int
+) -> TorFront:
     """Start (private) or attach to (system) tor and publish the broker's onion service.
 
     Parameters

@@ -12,4 +12,10 @@ from .inversion import InversionAttacker, reconstruction_error
 from .poisoner import LabelFlippingPoisoner
 from .sybil import SybilReport, admit_sybils
 
-__all__ = ["InversionAttacker", "LabelFlippingPoisoner", "SybilReport", "admit_sybils", "reconstruction_error"]
+__all__ = [
+    "InversionAttacker",
+    "LabelFlippingPoisoner",
+    "SybilReport",
+    "admit_sybils",
+    "reconstruction_error",
+]

@@ -29,7 +29,10 @@ def reconstruction_error(shadow: np.ndarray, victim: np.ndarray, x: np.ndarray) 
 
     Parameters
     ----------
-    shadow, victim : ndarray, shape (d,)
+    shadow : ndarray, shape (d,)
+        The attacker's reconstruction of the victim's model.
+    victim : ndarray, shape (d,)
+        The model trained on the victim's data alone.
     x : ndarray, shape (n, d)
         The test shard (paper 7.4).
     """

@@ -46,6 +46,14 @@ def admit_sybils(
     send : callable
         Delivers a request to the broker and returns its reply (in process, or over a
         transport).
+    model_id : str
+        The model to join.
+    n_features : int
+        The schema every identity claims.
+    identities : int
+        How many identities to admit.
+    k : int
+        The k every identity asks for.
     threads : int or None
         Puzzle-search threads of the attacking party.
     """

@@ -30,7 +30,9 @@ def _exercise(family: str) -> None:
         kernels.logistic_gradient_into(w, x, y, 1.0, 0.01, np.empty(4))
         kernels.logistic_loss(w, x, y)
         kernels.error_rate(w, x, y)
-        kernels.sgd_steps(w, x, y, np.zeros((2, 3), dtype=np.int64), np.full(2, 0.1), 1.0, 0.01, np.zeros((2, 4)))
+        kernels.sgd_steps(
+            w, x, y, np.zeros((2, 3), dtype=np.int64), np.full(2, 0.1), 1.0, 0.01, np.zeros((2, 4))
+        )
     elif family == "laplace":
         kernels.laplace_noise(2, 4, 1.0, 1.0, 0)
     elif family == "roni":
