@@ -19,6 +19,10 @@ import numpy as np
 
 __all__ = ["WorkerSpec", "build_clients", "client_data", "start_workers", "worker_main"]
 
+#: Through Tor a client waits longer for an unreachable broker: routing around a dead
+#: relay can take minutes in a small network.
+TOR_PATIENCE_S = 180.0
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -103,16 +107,17 @@ def build_clients(spec: WorkerSpec) -> list[Any]:
 
 
 async def _run(spec: WorkerSpec) -> list[dict[str, Any]]:
-    from tormentor.transport.client_runner import connect_client, run_clients
+    from tormentor.transport.client_runner import TRANSPORT_PATIENCE_S, connect_client, run_clients
 
     clients = build_clients(spec)
     connect = connect_client
     url = spec.url
     forwarders: list[Any] = []
+    new_identity = None
     if spec.tor is not None:
         from tormentor.transport.tor_client import tor_connector
 
-        connect, forwarders = tor_connector(spec.tor)
+        connect, forwarders, new_identity = tor_connector(spec.tor)
     try:
         outcomes = await run_clients(
             clients,
@@ -123,10 +128,13 @@ async def _run(spec: WorkerSpec) -> list[dict[str, Any]]:
             connect_timeout_s=spec.connect_timeout_s,
             start_delays_s=spec.start_delays_s,
             connect=connect,
+            patience_s=TOR_PATIENCE_S if spec.tor is not None else TRANSPORT_PATIENCE_S,
         )
     finally:
         for forwarder in forwarders:
             await forwarder.close()
+        if new_identity is not None:
+            new_identity.close()
     results = []
     for outcome, client in zip(outcomes, clients, strict=True):
         record = asdict(outcome)

@@ -132,6 +132,7 @@ class LearningClient:
         #: Why the client left of its own accord ("budget", "max_updates"), else "".
         self.stopped_for = ""
         self._last_request: Any = None
+        self._counted_rejoins = 0
 
     @property
     def n_features(self) -> int:
@@ -175,11 +176,22 @@ class LearningClient:
             return Stop(reason=reply.message, ok=False, code=reply.code)
         return Stop(reason=f"unexpected reply {type(reply).__name__}", ok=False, code="protocol")
 
-    def rejoin(self, why: str = "lost") -> Send | Stop:
-        """Join again (after a lost reply or an expired token), up to ``max_rejoins`` times."""
-        if self.stats.rejoins >= self.max_rejoins:
+    def rejoin(self, why: str = "lost", *, counted: bool = True) -> Send | Stop:
+        """Join again (after a lost reply or an expired token).
+
+        Parameters
+        ----------
+        why : str
+            The reason, kept in the :class:`Stop` if the client gives up.
+        counted : bool
+            Whether this rejoin uses up one of ``max_rejoins`` (protocol trouble, like a
+            repeatedly expired token). A transport that lost a reply passes False: it
+            bounds its retries itself, by time.
+        """
+        if counted and self._counted_rejoins >= self.max_rejoins:
             return Stop(reason=f"gave up after {self.max_rejoins} rejoins ({why})", ok=False, code=why)
         self.stats.rejoins += 1
+        self._counted_rejoins += int(counted)
         self.token = None
         return self.start()
 

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 THREAD_POW_BITS = 14
 #: Largest reply a client accepts (a Work message is about d * 8 + 100 bytes).
 MAX_REPLY_BYTES = 4 * 1024 * 1024
+#: How long a client keeps retrying while the broker is unreachable before it gives up.
+TRANSPORT_PATIENCE_S = 60.0
+#: Backoff between retries after a lost reply: doubles from the first to the last value.
+RETRY_BACKOFF_S = (0.5, 10.0)
 
 
 @dataclass
@@ -87,9 +91,18 @@ class NatsRequester:
 
 
 async def connect_client(
-    url: str, *, connect_timeout_s: float = 10.0, name: str = "client", **extra: Any
+    url: str,
+    *,
+    connect_timeout_s: float = 10.0,
+    name: str = "client",
+    max_reconnect_attempts: int = 5,
+    **extra: Any,
 ) -> Any:
-    """Open one anonymous client connection (fresh secret, own inbox prefix)."""
+    """Open one anonymous client connection (fresh secret, own inbox prefix).
+
+    ``max_reconnect_attempts=-1`` reconnects forever (through Tor, where a broken
+    circuit is routine); the client's own patience then bounds the retries.
+    """
     import nats
 
     options = client_connect_options(new_client_secret())
@@ -98,7 +111,7 @@ async def connect_client(
             url,
             connect_timeout=connect_timeout_s,
             allow_reconnect=True,
-            max_reconnect_attempts=5,
+            max_reconnect_attempts=max_reconnect_attempts,
             reconnect_time_wait=0.5,
             name=name,
             **options,
@@ -119,15 +132,20 @@ async def drive_client(
     *,
     index: int = 0,
     on_reply: Callable[[int, Any], None] | None = None,
+    patience_s: float = TRANSPORT_PATIENCE_S,
 ) -> ClientOutcome:
     """Run one client to its stop; return its outcome. Never raises for network trouble.
 
-    A lost reply (timeout, connection trouble) makes the client join again (its puzzle
-    may have been consumed by the broker), up to its ``max_rejoins``.
+    A lost reply (timeout, connection trouble) makes the client join again, since its
+    puzzle may have been consumed by the broker. It retries with a doubling backoff and
+    gives up only after ``patience_s`` of consecutive failures (Tor may need a while to
+    route around a dead relay).
     """
     started = time.perf_counter()
     latencies: list[float] = []
     timeouts = 0
+    failing_since: float | None = None
+    backoff = RETRY_BACKOFF_S[0]
     action: Send | Stop = client.start()
     while isinstance(action, Send):
         if action.after_s > 0:
@@ -137,11 +155,23 @@ async def drive_client(
             reply = await requester.request(action.request)
         except (RequestTimeout, NoResponders, ConnectionClosed) as error:
             timeouts += 1
-            action = client.rejoin(type(error).__name__)
+            now = time.perf_counter()
+            failing_since = failing_since if failing_since is not None else now
+            if now - failing_since > patience_s:
+                action = Stop(
+                    reason=f"broker unreachable for {now - failing_since:.0f} s ({type(error).__name__})",
+                    ok=False,
+                    code="unreachable",
+                )
+                break
+            await asyncio.sleep(backoff)
+            backoff = min(2 * backoff, RETRY_BACKOFF_S[1])
+            action = client.rejoin(type(error).__name__, counted=False)
             continue
         except (TransportError, WireError) as error:
             action = Stop(reason=f"transport: {error}", ok=False, code=type(error).__name__)
             break
+        failing_since, backoff = None, RETRY_BACKOFF_S[0]
         latencies.append(time.perf_counter() - sent)
         if on_reply is not None:
             on_reply(index, reply)
@@ -171,6 +201,7 @@ async def run_clients(
     connect_timeout_s: float = 10.0,
     start_delays_s: Sequence[float] | None = None,
     connect: Callable[..., Any] = connect_client,
+    patience_s: float = TRANSPORT_PATIENCE_S,
 ) -> list[ClientOutcome]:
     """Run ``clients`` concurrently against the broker at ``url``; return their outcomes.
 
@@ -193,6 +224,8 @@ async def run_clients(
         Seconds each client waits before joining (spreads a crowd's arrival).
     connect : callable
         Opens a connection (``connect_client``; the Tor layer passes its own).
+    patience_s : float
+        How long each client keeps retrying an unreachable broker before it gives up.
     """
     if connections not in ("own", "shared"):
         raise ValueError(f"connections must be 'own' or 'shared', got {connections!r}")
@@ -214,7 +247,10 @@ async def run_clients(
             )
         try:
             return await drive_client(
-                client, NatsRequester(nc, timeout_s=request_timeout_s), index=indices[position]
+                client,
+                NatsRequester(nc, timeout_s=request_timeout_s),
+                index=indices[position],
+                patience_s=patience_s,
             )
         finally:
             if shared is None:

@@ -34,14 +34,16 @@ class TorFront:
     onion_service_pid: int | None
     backend: Any
     summary: dict[str, Any]
+    client_control_port: int | None = None
 
     def client_info(self) -> dict[str, Any]:
-        """Picklable dial information for client processes."""
+        """Picklable dial information for client processes (control port: for NEWNYM)."""
         return {
             "onion": self.onion,
             "port": ONION_PORT,
             "socks_host": self.socks_host,
             "socks_port": self.socks_port,
+            "control_port": self.client_control_port,
         }
 
 
@@ -94,7 +96,10 @@ async def start_tor_front(
         summary["relays"] = tor.relays
         summary["authorities"] = tor.authorities
     pid = getattr(backend, "onion_service_pid", None)
-    return TorFront(tor.mode, service.address, backend.socks_host, backend.socks_port, pid, backend, summary)
+    control_port = backend.tors["client"].control_port if tor.mode == "private" else tor.control_port
+    return TorFront(
+        tor.mode, service.address, backend.socks_host, backend.socks_port, pid, backend, summary, control_port
+    )
 
 
 def connection_origins(nats_port: int, onion_service_pid: int | None) -> dict[str, int]:
