@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -250,8 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # stem sets its own logger to TRACE; its records would bypass the root level.
-    logging.getLogger("stem").setLevel(logging.DEBUG if args.verbose >= 2 else logging.WARNING)
+    # stem resets its own logger to TRACE when imported; the Tor facade caps it at this level.
+    if args.verbose >= 2:
+        os.environ.setdefault("TORMENTOR_STEM_LOG", "DEBUG")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return int(handler(args))

@@ -214,6 +214,9 @@ async def _start_bus(
         client_max_payload_bytes=max(4096, 16 * d + 1024),
         client_max_connections=max(100, 2 * total_clients),
         max_connections=max(200, 2 * total_clients + 100),
+        # Connections through Tor, hundreds at once, need more than nats-server's 2 s to
+        # finish the CONNECT and the auth callout's answer.
+        auth_timeout_s=10.0,
     )
     server = NatsServer(limits, run_dir=out_dir / "nats")
     server.start()
@@ -499,7 +502,10 @@ def _summary(
         "centralised_train_error": central_train,
         "centralised_test_error": central_test,
         "target_error": config.output.target_error,
+        # Both count from curate; first_update_s shows how much of that is start-up
+        # (client processes, admission puzzles, the k gate), at the trace's resolution.
         "time_to_target_s": time_to_target(trace, config.output.target_error),
+        "first_update_s": next((row.time_s for row in trace if row.version > 0), None),
         "penalties": progress.penalties,
         "evictions": progress.evictions,
         "client_stops": stops,

@@ -9,6 +9,11 @@ it did not make itself is attributed to the victim::
 and added to a shadow model, which approximates M_V, the model trained on the victim's
 data alone. Bystanders, random reply latency and the victim's differential privacy all
 corrupt Δ̂_v; the reconstruction error measures by how much.
+
+The estimate assumes each work it receives is the current model: a validation-round
+snapshot (the validator on) or a rejoin (a new token, a model from before its last
+update) makes one estimate wrong. That is part of the defence, not a bug, but the
+paper's Figures 8 and 9 measure the attack with the validator off.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -87,6 +88,11 @@ def _install_stem_log_filter() -> None:
     stem_logger = logging.getLogger("stem")
     if not any(isinstance(f, _RedactStemSecrets) for f in stem_logger.filters):
         stem_logger.addFilter(_RedactStemSecrets())
+    # stem sets its logger to TRACE when imported, and its records propagate past the
+    # root logger's level: without this a Tor run floods stderr. TORMENTOR_STEM_LOG=DEBUG
+    # (or any level name) restores the detail for debugging.
+    level = os.environ.get("TORMENTOR_STEM_LOG", "WARNING").upper()
+    stem_logger.setLevel(getattr(logging, level, logging.WARNING))
 
 
 _install_stem_log_filter()
