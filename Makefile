@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # Fail `make bench-check` when a median regresses by more than this against the last saved run.
 BENCH_REGRESSION ?= median:25%
 
-.PHONY: setup test bench bench-check perf-table lint schema
+.PHONY: setup test bench bench-check readme lint schema
 
 setup:
 	EXTRAS=dev scripts/setup.sh
@@ -23,9 +23,9 @@ bench-check:
 	$(PY) -m pytest bench -q --benchmark-autosave --benchmark-storage=.benchmarks \
 	  --benchmark-compare --benchmark-compare-fail=$(BENCH_REGRESSION)
 
-# Regenerate the README's performance table from the newest saved run.
-perf-table:
-	$(PY) bench/perf_table.py --readme README.md
+# Regenerate the README's generated sections: wire schema and performance table.
+readme:
+	$(PY) scripts/update_readme.py
 
 lint:
 	$(VENV)/bin/ruff check engine transport cli bench tests

@@ -601,3 +601,18 @@ def test_markdown_command_line(capsys):
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "### `update` (Update)" in done.stdout
+
+
+def test_readme_wire_schema_matches_the_code():
+    """The README's protocol tables are generated; this fails when they go stale."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("update_readme", root / "scripts" / "update_readme.py")
+    update_readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update_readme)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    start, end = update_readme.SCHEMA
+    section = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert section == update_readme.schema_section(), "run `make readme` to regenerate the wire schema"
