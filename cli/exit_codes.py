@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     NATS_CONNECT = 31
     BROKER_UNREACHABLE = 32
     NATS_PERMISSION = 33
+    NATS_PAYLOAD = 34
     TOR_MISSING = 40
     TOR_BOOTSTRAP = 41
     TOR_ONION = 42
@@ -38,6 +39,7 @@ class ExitCode(IntEnum):
     CLIENT_REJECTED = 50
     CLIENT_BUDGET_SPENT = 51
     CLIENT_EVICTED = 52
+    CURATOR_REJECTED = 53
 
 
 HELP: dict[ExitCode, str] = {
@@ -57,6 +59,9 @@ HELP: dict[ExitCode, str] = {
     ExitCode.NATS_CONNECT: "could not connect to the NATS server",
     ExitCode.BROKER_UNREACHABLE: "the broker did not answer in time (gone, or not started)",
     ExitCode.NATS_PERMISSION: "the NATS server refused a subject (permissions)",
+    ExitCode.NATS_PAYLOAD: (
+        "a message exceeded the NATS server's max_payload (raise transport.max_payload_bytes)"
+    ),
     ExitCode.TOR_MISSING: "tor is not installed (Debian/Ubuntu: apt-get install tor)",
     ExitCode.TOR_BOOTSTRAP: "tor did not bootstrap in time",
     ExitCode.TOR_ONION: "the onion service could not be published or reached",
@@ -64,4 +69,5 @@ HELP: dict[ExitCode, str] = {
     ExitCode.CLIENT_REJECTED: "the broker refused the client (the error code is printed)",
     ExitCode.CLIENT_BUDGET_SPENT: "the client stopped: one more step would exceed its privacy budget",
     ExitCode.CLIENT_EVICTED: "the broker evicted the client after repeated RONI penalties",
+    ExitCode.CURATOR_REJECTED: "the broker refused the curator's task or request (the error code is printed)",
 }

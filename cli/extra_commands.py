@@ -11,7 +11,12 @@ import importlib
 
 __all__ = ["register"]
 
-_MODULES = ("tormentor.cli.experiments", "tormentor.cli.report", "tormentor.cli.load")
+_MODULES = (
+    "tormentor.cli.experiments",
+    "tormentor.cli.report",
+    "tormentor.cli.load",
+    "tormentor.cli.data_commands",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

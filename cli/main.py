@@ -70,6 +70,8 @@ def _add_client(sub: argparse._SubParsersAction) -> None:
         "--budget", type=float, default=None, help="total privacy budget epsilon (needs --epsilon)"
     )
     p.add_argument("--delta", type=float, default=1e-5, help="budget delta")
+    p.add_argument("--accounting", choices=("pld", "amplified", "basic"), default=None,
+                   help="how the budget composes (default pld: tight; needs the privacy extra)")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     p.add_argument("--socks", default="127.0.0.1:9050", help="tor SOCKS address for .onion brokers")
     p.add_argument("--timeout", type=float, default=None, help="request timeout in seconds")
@@ -209,8 +211,10 @@ def _transport_table() -> list[tuple[type[BaseException], ExitCode]]:
         table += [
             (nats_errors.ServerStartError, ExitCode.NATS_START),
             (nats_errors.PermissionDenied, ExitCode.NATS_PERMISSION),
+            (nats_errors.PayloadTooLarge, ExitCode.NATS_PAYLOAD),
             (nats_errors.RequestTimeout, ExitCode.BROKER_UNREACHABLE),
             (nats_errors.NoResponders, ExitCode.BROKER_UNREACHABLE),
+            (nats_errors.ConnectionClosed, ExitCode.BROKER_UNREACHABLE),
             (nats_errors.ConnectError, ExitCode.NATS_CONNECT),
         ]
     try:

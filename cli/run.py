@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,13 +33,15 @@ from tormentor.engine.brokerage import Brokerage
 from tormentor.engine.centralised import fit_logistic_regression, zero_one_error
 from tormentor.engine.curator import CuratorSession, curate_request
 from tormentor.engine.data import CreditData, load_credit, resolve_data_path
-from tormentor.engine.protocol import Curated, Error, Final, Progress, TaskSpec
+from tormentor.engine.protocol import Curated, Error, Final, Progress
 
 from .client_workers import WorkerSpec, start_workers
 from .config import RunConfig, config_to_mapping
 from .exit_codes import ExitCode
 from .outputs import TraceRow, plot_trace, time_to_target, write_json, write_model, write_trace
 from .progress import Progress as ProgressDisplay
+from .services import Bus, Front, connect_curator, start_broker_service, start_bus, start_front, task_spec
+from .signals import run_until_signalled
 
 __all__ = ["RunResult", "run_experiment", "run_experiment_async"]
 
@@ -60,7 +61,8 @@ class RunResult:
 def run_experiment(config: RunConfig, *, out: str | None = None) -> int:
     """Run ``config`` to completion; write its outputs; return an exit code."""
     out_dir = _out_dir(config, out)
-    result = asyncio.run(_with_signals(run_experiment_async(config, out_dir)))
+    # Re-cancel only after a minute: the teardown (Tor's in particular) must not be cut short.
+    result = asyncio.run(run_until_signalled(run_experiment_async(config, out_dir), recancel_s=60.0))
     summary = result.summary
     print(
         f"done: {summary['updates_accepted']:,} updates in {summary['wall_seconds']:.1f} s; "
@@ -79,18 +81,6 @@ def _out_dir(config: RunConfig, out: str | None) -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-async def _with_signals(coro: Any) -> Any:
-    """Run ``coro``; SIGTERM cancels it like Ctrl-C does, so cleanup always runs."""
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
-
-
 # ----------------------------------------------------------------------------- the run
 
 
@@ -102,27 +92,26 @@ async def run_experiment_async(config: RunConfig, out_dir: Path) -> RunResult:
     w_central = fit_logistic_regression(data.X_train, data.y_train)
     central_train = zero_one_error(w_central, data.X_train, data.y_train)
     central_test = zero_one_error(w_central, data.X_test, data.y_test)
-    task = TaskSpec(
-        n_features=data.n_weights,
-        model_type=config.task.model,
-        min_clients=config.task.min_clients,
-        max_clients=config.task.max_clients,
-        aggregation=config.task.aggregation,
-        max_staleness=config.task.max_staleness,
-        client_timeout_s=config.task.client_timeout_s,
-        stopping=config.stopping,
-        defences=config.defences,
-    )
+    task = task_spec(config, data.n_weights)
     total_clients = config.clients.count + config.attackers.poisoners
     if total_clients == 0:
         raise ValueError("clients.count + attackers.poisoners must be at least 1")
 
     async with contextlib.AsyncExitStack() as stack:
-        bus = await _start_bus(config, stack, out_dir, data.n_weights, total_clients)
-        front = await _start_front(config, stack, out_dir, bus)
+        bus = await start_bus(
+            config, stack, out_dir / "nats", model_dim=data.n_weights, expected_clients=total_clients
+        )
+        front = await start_front(config, stack, out_dir / "tor", bus)
         brokerage = Brokerage(rng=np.random.default_rng(None if config.seed is None else [config.seed, 99]))
-        service = await _start_broker_service(config, stack, bus, brokerage)
-        curator = await _connect_curator(stack, bus, config, front)
+        service = await start_broker_service(config, stack, bus, brokerage)
+        curator = await connect_curator(
+            stack,
+            url=bus.url,
+            connect_options=bus.curator_options,
+            tor=front.tor,
+            connect_timeout_s=config.tor.connect_timeout_s if front.tor else 10.0,
+            request_timeout_s=config.transport.request_timeout_s,
+        )
         reply = await curator.request(curate_request(task, data.X_test, data.y_test))
         if not isinstance(reply, Curated):
             raise RuntimeError(f"curate was refused: {getattr(reply, 'message', reply)}")
@@ -185,130 +174,8 @@ async def run_experiment_async(config: RunConfig, out_dir: Path) -> RunResult:
 # ----------------------------------------------------------------------------- pieces
 
 
-@dataclass
-class _Bus:
-    url: str  # where the broker and curator connect (always local or the operator's cluster)
-    broker_options: dict[str, Any]
-    curator_options: dict[str, Any]
-    version: str
-    embedded: bool
-    monitor_url: str | None
-    port: int | None
-
-
-async def _start_bus(
-    config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, d: int, total_clients: int
-) -> _Bus:
-    import nats  # noqa: F401  (fail early with a clear ImportError)
-
-    if config.transport.nats_url:
-        from tormentor.transport.nats_server import NatsEndpoint
-
-        endpoint = NatsEndpoint.attach(config.transport.nats_url)
-        return _Bus(endpoint.url, {}, {}, "external", False, None, None)
-    from tormentor.transport.auth_callout import AuthCalloutService
-    from tormentor.transport.nats_server import NatsServer, ServerLimits
-
-    limits = ServerLimits(
-        max_payload_bytes=config.transport.max_payload_bytes,
-        client_max_payload_bytes=max(4096, 16 * d + 1024),
-        client_max_connections=max(100, 2 * total_clients),
-        max_connections=max(200, 2 * total_clients + 100),
-        # Connections through Tor, hundreds at once, need more than nats-server's 2 s to
-        # finish the CONNECT and the auth callout's answer.
-        auth_timeout_s=10.0,
-    )
-    server = NatsServer(limits, run_dir=out_dir / "nats")
-    server.start()
-    stack.callback(server.stop)
-    callout = AuthCalloutService(server.url, server.callout, server.callout_issuer_seed)
-    await stack.enter_async_context(callout)
-    port = int(server.url.rsplit(":", 1)[1])
-    return _Bus(
-        server.url,
-        server.broker.connect_options(),
-        server.curator.connect_options(),
-        server.version,
-        True,
-        server.monitor_url,
-        port,
-    )
-
-
-@dataclass
-class _Front:
-    mode: str
-    client_url: str
-    tor: dict[str, Any] | None
-    summary: dict[str, Any]
-    onion_service_pid: int | None = None
-
-
-async def _start_front(
-    config: RunConfig, stack: contextlib.AsyncExitStack, out_dir: Path, bus: _Bus
-) -> _Front:
-    """Put Tor in front of the bus if configured; return how clients reach it."""
-    if config.tor.mode == "off":
-        return _Front("off", bus.url, None, {"mode": "off"})
-    if bus.port is None:
-        raise ValueError("tor.mode private/system needs the embedded nats-server (transport.nats_url: null)")
-    from tormentor.transport.tor_front import start_tor_front
-
-    front = await start_tor_front(config.tor, stack, out_dir / "tor", bus.port)
-    return _Front(
-        front.mode, f"tor://{front.onion}", front.client_info(), dict(front.summary), front.onion_service_pid
-    )
-
-
-async def _start_broker_service(
-    config: RunConfig, stack: contextlib.AsyncExitStack, bus: _Bus, brokerage: Brokerage
-) -> Any:
-    import nats
-
-    from tormentor.transport.broker_service import BrokerService
-
-    nc = await nats.connect(bus.url, **{"name": "broker", **bus.broker_options})
-    stack.push_async_callback(nc.close)
-    service = BrokerService(
-        brokerage, max_batch=config.transport.max_batch, max_curator_bytes=config.transport.max_payload_bytes
-    )
-    await service.start(nc)
-    stack.push_async_callback(service.stop)
-    return service
-
-
-async def _connect_curator(
-    stack: contextlib.AsyncExitStack, bus: _Bus, config: RunConfig, front: _Front
-) -> Any:
-    """The curator's connection: through Tor like any client when Tor is on (paper 3.2)."""
-    import nats
-
-    from tormentor.transport.client_runner import NatsRequester
-    from tormentor.transport.subjects import CURATOR_REQUESTS
-
-    if front.tor is not None:
-        from tormentor.transport.tor_client import connect_through_tor
-
-        forwarders: list[Any] = []
-        nc = await connect_through_tor(
-            front.tor,
-            connect_timeout_s=config.tor.connect_timeout_s,
-            forwarders=forwarders,
-            connect_options=bus.curator_options,
-            name="curator",
-        )
-        for forwarder in forwarders:
-            stack.push_async_callback(forwarder.close)
-    else:
-        nc = await nats.connect(bus.url, **{"name": "curator", **bus.curator_options})
-    stack.push_async_callback(nc.close)
-    return NatsRequester(
-        nc, timeout_s=max(30.0, config.transport.request_timeout_s), subject=CURATOR_REQUESTS
-    )
-
-
 def _worker_specs(
-    config: RunConfig, data_path: Path, model_id: str, front: _Front, total: int
+    config: RunConfig, data_path: Path, model_id: str, front: Front, total: int
 ) -> list[WorkerSpec]:
     poisoners = tuple(range(config.clients.count, total))
     processes = max(1, min(config.clients.processes, total))
@@ -403,7 +270,7 @@ async def _curator_request(curator: Any, request: Any, *, give_up_after_s: float
             await asyncio.sleep(1.0)
 
 
-def _sample_origins(bus: _Bus, front: _Front, best: dict[str, int]) -> None:
+def _sample_origins(bus: Bus, front: Front, best: dict[str, int]) -> None:
     """Keep the largest sample of who is connected to nats-server (Tor runs only)."""
     if front.tor is None or bus.port is None:
         return
@@ -474,8 +341,8 @@ def _summary(
     wall: float,
     central_train: float,
     central_test: float,
-    bus: _Bus,
-    front: _Front,
+    bus: Bus,
+    front: Front,
     service_stats: Any,
     total_clients: int,
 ) -> dict[str, Any]:
