@@ -306,7 +306,10 @@ class PrivacyLedger:
         if cached is not None:
             return cached
         counts = dict(costs)
-        if self._method == "pld":
+        if self._method == "pld" and len(costs) == 1 and delta > 0.0:
+            # One kind of step: the closed form is the exact tight value, no PLD needed.
+            value = self._closed_form_bounds(costs, delta)[1]
+        elif self._method == "pld":
             value = pld_composition(
                 step_counts=counts, delta=delta, value_discretization_interval=self._interval
             )
