@@ -57,6 +57,11 @@ WAIT_RETRY_S = 0.5
 #: d = 24, b = 1 its noise has E‖Z‖ ≈ 4,800, so 1e6 is generous, and it keeps a hostile
 #: client from overflowing the model to infinity with finite but huge values.
 MAX_DELTA_ABS = 1e6
+#: Departed clients (left, timed out, evicted) remembered per model, so a returning
+#: token gets ``EXPIRED``/``EVICTED`` rather than ``UNKNOWN_TOKEN``: at least this many,
+#: and ten per ``max_clients``. Older ones are forgotten, which bounds the broker's memory
+#: under churn (a forgotten token is still refused, as unknown).
+DEPARTED_REMEMBERED = 100_000
 #: Unsolved joins kept per model, as a multiple of ``max_clients``. Beyond it the oldest
 #: pending join is forgotten: joins are free to send, so they must not fill the model.
 PENDING_JOINS_PER_SLOT = 2
@@ -178,8 +183,9 @@ class Broker:
         # Ordered by last contact, oldest first, so expiry scans only the expired.
         self._clients: OrderedDict[bytes, _Client] = OrderedDict()
         self._pending: OrderedDict[bytes, _PendingJoin] = OrderedDict()
-        self._expired: set[bytes] = set()
-        self._evicted: set[bytes] = set()
+        # token digest -> EXPIRED or EVICTED, oldest first; bounded (DEPARTED_REMEMBERED)
+        self._departed: OrderedDict[bytes, ErrorCode] = OrderedDict()
+        self._departed_limit = max(DEPARTED_REMEMBERED, 10 * task.max_clients)
         self._deferred: dict[bytes, Any] = {}  # sync mode: token digest -> handle
         self._admitted_total = 0
         self._stats = _Stats()
@@ -259,7 +265,7 @@ class Broker:
             key, client = next(iter(self._clients.items()))
             if client.last_seen > cutoff:
                 break
-            self._drop(key, self._expired)
+            self._drop(key, ErrorCode.EXPIRED)
         while self._pending:
             join_id, pending = next(iter(self._pending.items()))
             if pending.expires_at > now:
@@ -284,6 +290,7 @@ class Broker:
             elapsed_s=end - self.started_at,
             done=self.done,
             stop_reason=self.stop_reason,
+            validation_rounds=self._validator.rounds_started if self._validator is not None else 0,
         )
 
     def finish(self, reason: str) -> list[Outgoing]:
@@ -312,7 +319,7 @@ class Broker:
             return self._check_update(request, now, handle, updates)
         if isinstance(request, Leave):
             key, _ = self._client_for(request.token)
-            self._drop(key, self._expired)
+            self._drop(key, ErrorCode.EXPIRED)
             return Done(reason="left")
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not a broker request")
 
@@ -378,9 +385,10 @@ class Broker:
         client = self._clients.get(key)
         if client is not None:
             return key, client
-        if key in self._evicted:
+        departed = self._departed.get(key)
+        if departed is ErrorCode.EVICTED:
             raise ProtocolError(ErrorCode.EVICTED, "this client was evicted after repeated RONI penalties")
-        if key in self._expired:
+        if departed is ErrorCode.EXPIRED:
             raise ProtocolError(ErrorCode.EXPIRED, "this client left or was dropped for silence; join again")
         if token in self._pending:
             raise ProtocolError(ErrorCode.NOT_ADMITTED, "solve the admission puzzle before sending updates")
@@ -533,7 +541,7 @@ class Broker:
         if limit is not None and client.penalties >= limit:
             self._stats.evictions += 1
             evicted.add(key)
-            self._drop(key, self._evicted)
+            self._drop(key, ErrorCode.EVICTED)
 
     # ------------------------------------------------------------------ liveness and stopping
 
@@ -541,9 +549,11 @@ class Broker:
         client.last_seen = now
         self._clients.move_to_end(key)
 
-    def _drop(self, key: bytes, into: set[bytes]) -> None:
+    def _drop(self, key: bytes, why: ErrorCode) -> None:
         self._clients.pop(key, None)
-        into.add(key)
+        self._departed[key] = why
+        while len(self._departed) > self._departed_limit:
+            self._departed.popitem(last=False)
         self._deferred.pop(key, None)
         self._aggregator.forget(key)
         if self._validator is not None:

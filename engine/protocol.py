@@ -491,6 +491,8 @@ class Progress:
         Whether training has ended.
     stop_reason : str
         Which stopping rule ended training ("" while running).
+    validation_rounds : int
+        RONI validation rounds started so far.
     """
 
     TYPE: ClassVar[str] = "progress"
@@ -504,6 +506,7 @@ class Progress:
     elapsed_s: float
     done: bool
     stop_reason: str
+    validation_rounds: int = 0
 
 
 @dataclass(frozen=True)

@@ -563,3 +563,29 @@ def test_max_updates_is_exact_within_a_batch():
     assert broker.progress().updates_rejected["after_stop"] == 2
     assert all(isinstance(o.reply, Done) for o in out)
     np.testing.assert_array_equal(broker.weights(), 3 * np.ones(D))
+
+
+def test_departed_clients_are_remembered_within_a_bound(monkeypatch):
+    import tormentor.engine.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "DEPARTED_REMEMBERED", 3)
+    broker, _ = make_broker(max_clients=1)
+    assert broker._departed_limit == 10  # ten per max_clients wins over the constant
+    tokens = []
+    for _ in range(12):
+        a = admit(broker)
+        tokens.append(a)
+        assert isinstance(one(broker, Leave(model_id=broker.model_id, token=a.token)), Done)
+    assert len(broker._departed) == 10
+    oldest, newest = tokens[0], tokens[-1]
+    assert error_code(one(broker, update_for(broker, newest.token, newest, np.zeros(D)))) == "expired"
+    assert error_code(one(broker, update_for(broker, oldest.token, oldest, np.zeros(D)))) == "unknown_token"
+
+
+def test_progress_counts_validation_rounds():
+    broker = roni_broker()
+    a = admit(broker)
+    work = a
+    for _ in range(3):
+        work = one(broker, update_for(broker, a.token, work, 0.1 * good_direction()))
+    assert broker.progress().validation_rounds >= 1
