@@ -14,15 +14,13 @@ parsed as YAML scalars (``0.5``, ``null``, ``true``, ``private``).
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from tormentor.engine.protocol import Defences, StoppingRule
+
+from .schema import ConfigError, from_mapping, to_mapping
 
 __all__ = [
     "AttackersConfig",
@@ -40,15 +38,6 @@ __all__ = [
     "config_to_mapping",
     "load_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; ``problems`` lists each as ``"path: what is wrong"``."""
-
-    def __init__(self, problems: list[str], source: str = "config") -> None:
-        self.problems = problems
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -211,115 +200,14 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-# ----------------------------------------------------------------------------- schema walk
-
-
-def _describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
-    if origin in (Union, types.UnionType):
-        parts = [_describe(a) for a in typing.get_args(annotation) if a is not type(None)]
-        return " or ".join(parts) + " or null"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        annotation, getattr(annotation, "__name__", str(annotation))
-    )
-
-
-def _convert(annotation: Any, value: Any, path: str, problems: list[str]) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        inner = [a for a in options if a is not type(None)]
-        if len(inner) == 1:
-            found: list[str] = []
-            converted = _convert(inner[0], value, path, found)
-            problems.extend(
-                p.replace(f"expected {_describe(inner[0])},", f"expected {_describe(annotation)},")
-                for p in found
-            )
-            return converted
-    if origin is Literal:
-        allowed = typing.get_args(annotation)
-        # YAML 1.1 reads a bare off/on as false/true: take them back as the words.
-        if value is False and "off" in allowed:
-            return "off"
-        if value is True and "on" in allowed:
-            return "on"
-        if value not in allowed:
-            problems.append(f"{path}: must be {_describe(annotation)}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, path, problems)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str) and value.strip().lower() in ("inf", ".inf", "infinity"):
-            return math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{path}: expected {_describe(annotation)}, got {value!r}")
-            return value
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"config schema has an unsupported type at {path}: {annotation!r}")
-
-
-def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
-    prefix = f"{path}." if path else ""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        problems.append(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in fields:
-            allowed = ", ".join(sorted(fields))
-            problems.append(f"{prefix}{key}: unknown key; allowed: {allowed}")
-    before = len(problems)
-    kwargs = {
-        name: _convert(hints[name], data[name], f"{prefix}{name}", problems)
-        for name in fields
-        if name in data
-    }
-    if len(problems) > before:
-        return None
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as error:
-        message = str(error)
-        problems.append(message if message.split(" ", 1)[0].count(".") else f"{path or 'config'}: {message}")
-        return None
-
-
 def config_from_mapping(data: Any, source: str = "config") -> RunConfig:
     """Validate a raw mapping; return the :class:`RunConfig` or raise :class:`ConfigError`."""
-    problems: list[str] = []
-    config = _build(RunConfig, data, "", problems)
-    if problems or config is None:
-        raise ConfigError(problems or ["config: invalid"], source)
-    return config
+    return from_mapping(RunConfig, data, source)
 
 
 def config_to_mapping(config: Any) -> Any:
     """Return the fully resolved config as plain data (for ``summary.json``)."""
-    if dataclasses.is_dataclass(config):
-        return {f.name: config_to_mapping(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, float) and math.isinf(config):
-        return "inf"
-    return config
+    return to_mapping(config)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -96,8 +96,13 @@ async def start_bus(config: Any, stack: contextlib.AsyncExitStack, run_dir: Path
     from tormentor.transport.nats_server import NatsServer, ServerLimits
 
     # Connections through Tor, hundreds at once, need more than nats-server's default 2 s
-    # to finish the CONNECT and the auth callout's answer.
-    sizes: dict[str, Any] = {"max_payload_bytes": config.transport.max_payload_bytes, "auth_timeout_s": 10.0}
+    # to finish the CONNECT and the auth callout's answer; a broker busy with a large
+    # batch must not be dropped as a slow consumer after 2 s either.
+    sizes: dict[str, Any] = {
+        "max_payload_bytes": config.transport.max_payload_bytes,
+        "auth_timeout_s": 10.0,
+        "write_deadline_s": 10.0,
+    }
     if model_dim is not None:
         sizes["client_max_payload_bytes"] = max(4096, 16 * model_dim + 1024)
     if expected_clients is not None:

@@ -17,16 +17,14 @@ how it is split (:class:`DataSettings`), the clients' private SGD settings
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import math
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 from tormentor.cli.config import ConfigError, apply_overrides
+from tormentor.cli.schema import from_mapping, to_mapping
 from tormentor.engine.data import CreditData, load_credit, resolve_data_path
 from tormentor.engine.dp_sgd import LearningRate, StepConfig
 from tormentor.engine.simulation import SimulationSettings
@@ -210,125 +208,9 @@ def load_scale(cls: type, path: str | Path, scale: str, overrides: list[str] | N
 
 def settings_from_mapping(cls: type, mapping: Any, source: str = "settings") -> Any:
     """Validate ``mapping`` as the dataclass ``cls``; raise :class:`ConfigError` listing every problem."""
-    problems: list[str] = []
-    value = _build(cls, mapping, "", problems)
-    if problems or value is None:
-        raise ConfigError(problems or [f"{source}: invalid"], source)
-    return value
+    return from_mapping(cls, mapping, source)
 
 
 def settings_to_mapping(settings: Any) -> Any:
-    """Return a settings dataclass as plain data (tuples become lists)."""
-    if dataclasses.is_dataclass(settings):
-        return {f.name: settings_to_mapping(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
-    if isinstance(settings, (tuple, list)):
-        return [settings_to_mapping(v) for v in settings]
-    if isinstance(settings, dict):
-        return {k: settings_to_mapping(v) for k, v in settings.items()}
-    return settings
-
-
-# ----------------------------------------------------------------------------- schema walk
-
-
-def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
-    prefix = f"{path}." if path else ""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        problems.append(f"{path or 'settings'}: expected a mapping, got {type(data).__name__}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in fields:
-            problems.append(f"{prefix}{key}: unknown key; allowed: {', '.join(sorted(fields))}")
-    before = len(problems)
-    kwargs = {
-        name: _convert(hints[name], data[name], f"{prefix}{name}", problems)
-        for name in fields
-        if name in data
-    }
-    missing = [name for name, f in fields.items() if name not in data and _required(f)]
-    for name in missing:
-        problems.append(f"{prefix}{name}: required")
-    if len(problems) > before:
-        return None
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as error:
-        problems.append(f"{path or 'settings'}: {error}")
-        return None
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def _describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
-    if origin in (Union, types.UnionType):
-        return (
-            " or ".join(_describe(a) for a in typing.get_args(annotation) if a is not type(None)) + " or null"
-        )
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(annotation)[0])}s"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        annotation, getattr(annotation, "__name__", str(annotation))
-    )
-
-
-def _convert(annotation: Any, value: Any, path: str, problems: list[str]) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None and type(None) in typing.get_args(annotation):
-            return None
-        if len(options) == 1:
-            return _convert(options[0], value, path, problems)
-        problems.append(f"{path}: unsupported union type")
-        return None
-    if origin is Literal:
-        allowed = typing.get_args(annotation)
-        # YAML 1.1 reads a bare off/on as false/true: take them back as the words.
-        if value is False and "off" in allowed:
-            return "off"
-        if value is True and "on" in allowed:
-            return "on"
-        if value not in allowed:
-            problems.append(f"{path}: must be {_describe(annotation)}, got {value!r}")
-        return value
-    if origin is tuple:
-        inner = typing.get_args(annotation)[0]
-        if not isinstance(value, (list, tuple)) or not value:
-            problems.append(f"{path}: expected a non-empty list, got {value!r}")
-            return None
-        return tuple(_convert(inner, item, f"{path}[{i}]", problems) for i, item in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
-        return copy.deepcopy(value)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, path, problems)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str) and value.strip().lower() in ("inf", ".inf", "infinity"):
-            return math.inf
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{path}: expected a number, got {value!r}")
-            return value
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported settings type at {path}: {annotation!r}")
+    """Return a settings dataclass as plain data (tuples become lists, infinity stays a float)."""
+    return to_mapping(settings, inf_as_text=False)
