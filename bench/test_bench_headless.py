@@ -6,8 +6,8 @@ up to 50 ms) serve one model; each sample starts a fresh ``tormentor-engine clie
 process that sends 200 updates and exits. The client's own report
 (``TORMENTOR_CLIENT_REPORT``) gives:
 
-- ``maxrss_mb``: peak resident memory (``ru_maxrss``), and ``anonymous_mb``: the part
-  that is private anonymous memory (heap, Python objects), i.e. without the pages of
+- ``maxrss_mb``: peak resident memory (``VmHWM``; ``ru_maxrss`` would be the parent's),
+  and ``anonymous_mb``: the part that is private anonymous memory (heap, Python objects), i.e. without the pages of
   shared libraries such as LLVM's, which other processes share and the kernel can drop;
 - ``cpu_per_update_ms``: process CPU time between the first and the last accepted
   update, per update (DP step, puzzle, encoding, I/O);

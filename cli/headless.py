@@ -222,8 +222,6 @@ class _Report:
         path = os.environ.get(REPORT_ENV)
         if not path:
             return
-        import resource
-
         backend = None
         kernels = sys.modules.get("tormentor.engine.kernels")
         if kernels is not None:
@@ -242,12 +240,29 @@ class _Report:
             "started_epoch": self.started_epoch,
             "cpu_s": time.process_time(),
             "cpu_per_update_s": cpu_per_update,
-            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "maxrss_kib": _peak_rss_kib(),
             "rss_kib": _current_rss_kib(),
             "anonymous_kib": _anonymous_kib(),
             "modules": sorted(name for name, module in sys.modules.items() if module is not None),
         }
         Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def _peak_rss_kib() -> int:
+    """Peak resident memory of this process image, in KiB.
+
+    ``VmHWM`` from /proc: ``ru_maxrss`` is inherited across fork and exec on Linux, so a
+    client started by a big parent (a test runner) would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _anonymous_kib() -> int | None:
