@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
+
 from tormentor.engine import protocol as P
 from tormentor.transport.codec import decode, encode
 

@@ -7,8 +7,9 @@ process that sends 200 updates and exits. The client's own report
 (``TORMENTOR_CLIENT_REPORT``) gives:
 
 - ``maxrss_mb``: peak resident memory (``VmHWM``; ``ru_maxrss`` would be the parent's),
-  and ``anonymous_mb``: the part that is private anonymous memory (heap, Python objects), i.e. without the pages of
-  shared libraries such as LLVM's, which other processes share and the kernel can drop;
+  and ``anonymous_mb``: the part that is private anonymous memory (heap, Python
+  objects), i.e. without the pages of shared libraries such as LLVM's, which other
+  processes share and the kernel can drop;
 - ``cpu_per_update_ms``: process CPU time between the first and the last accepted
   update, per update (DP step, puzzle, encoding, I/O);
 - ``first_update_s``: from the start of the process (before ``exec``) to the first

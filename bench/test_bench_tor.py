@@ -21,6 +21,7 @@ import statistics
 import threading
 
 import pytest
+
 from tormentor.transport.tor import PrivateTorNetwork, SocksForwarder
 
 pytestmark = [

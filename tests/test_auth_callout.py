@@ -15,6 +15,7 @@ import nats
 import nats.aio.client
 import nkeys
 import pytest
+
 from tormentor.transport.auth_callout import (
     AuthCalloutService,
     client_permissions,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tormentor.engine import protocol as P
 from tormentor.engine.protocol import REPLY_TYPES, REQUEST_TYPES, ErrorCode, ProtocolError
 from tormentor.transport import codec

@@ -477,7 +477,9 @@ def test_read_only_inputs_are_accepted_by_every_backend():
         a.flags.writeable = False
     fw, fX, fy = frozen
     for impl in (kernels, _ReferenceKernels()):
-        np.testing.assert_array_equal(impl.logistic_gradient(fw, fX, fy, 1.0, 0.1), impl.logistic_gradient(w, X, y, 1.0, 0.1))
+        np.testing.assert_array_equal(
+            impl.logistic_gradient(fw, fX, fy, 1.0, 0.1), impl.logistic_gradient(w, X, y, 1.0, 0.1)
+        )
         out_frozen, out = np.empty(6), np.empty(6)
         impl.logistic_gradient_into(fw, fX, fy, 1.0, 0.1, out_frozen)
         impl.logistic_gradient_into(w, X, y, 1.0, 0.1, out)

@@ -16,6 +16,7 @@ import nats.aio.client
 import nats.errors
 import psutil
 import pytest
+
 from tormentor.transport import errors as terrors
 from tormentor.transport.errors import (
     AuthenticationError,

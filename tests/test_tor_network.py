@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from tormentor.transport.tor import (
     BootstrapStatus,
     OnionKey,

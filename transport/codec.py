@@ -68,6 +68,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from tormentor.engine import protocol
 from tormentor.engine.protocol import (
     PROTOCOL_VERSION,

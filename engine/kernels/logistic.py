@@ -286,5 +286,6 @@ def sgd_steps(w, X, y, idx, lr, clip, lam, noise=None) -> np.ndarray:
     if noise is None:
         noise = np.empty((0, w.shape[0]))
     out = w.copy()
-    _sgd_steps(_writable(X), _writable(y), _writable(idx), lr_steps, float(clip), float(lam), _writable(noise), out)
+    X, y, idx, noise = _writable(X), _writable(y), _writable(idx), _writable(noise)
+    _sgd_steps(X, y, idx, lr_steps, float(clip), float(lam), noise, out)
     return out
