@@ -123,7 +123,7 @@ async def run_experiment_async(config: RunConfig, out_dir: Path) -> RunResult:
         processes, results = start_workers(specs)
         stack.callback(_stop_processes, processes)
 
-        origins: dict[str, int] = {}
+        origins: dict[str, Any] = {}
         trace, last_status = await _observe(
             config,
             data,
@@ -270,16 +270,20 @@ async def _curator_request(curator: Any, request: Any, *, give_up_after_s: float
             await asyncio.sleep(1.0)
 
 
-def _sample_origins(bus: Bus, front: Front, best: dict[str, int]) -> None:
-    """Keep the largest sample of who is connected to nats-server (Tor runs only)."""
+def _sample_origins(bus: Bus, front: Front, seen: dict[str, Any]) -> None:
+    """Record who is connected to nats-server (Tor runs only), worst case over the run.
+
+    Counts are the largest seen in any sample; ``other_processes`` collects every peer
+    that was neither the onion-service tor nor this process, in any sample.
+    """
     if front.tor is None or bus.port is None:
         return
     from tormentor.transport.tor_front import connection_origins
 
     origins = connection_origins(bus.port, front.onion_service_pid)
-    if sum(origins.values()) > sum(best.values()):
-        best.clear()
-        best.update(origins)
+    for key in ("onion_service_tor", "broker_process", "other"):
+        seen[key] = max(seen.get(key, 0), origins[key])
+    seen["other_processes"] = sorted(set(seen.get("other_processes", [])) | set(origins["other_processes"]))
 
 
 def _trace_row(data: CreditData, broker: Any, started: float, validation_error: float) -> TraceRow:

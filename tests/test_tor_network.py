@@ -604,3 +604,49 @@ def test_close_stops_every_tor(network):
     assert not any(_alive(pid) for pid in pids.values())
     with pytest.raises(RuntimeError):
         network.wait_ready()
+
+
+def test_tcp_peers_matches_the_whole_address_pair():
+    """Two sockets of different processes may share a local port (to different places);
+    the peer of a connection is found by both ends, never by the local port alone."""
+    import socket
+    import subprocess
+    import sys
+
+    from tormentor.transport.tor.checks import tcp_peers
+
+    first, second = socket.socket(), socket.socket()
+    for server in (first, second):
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import socket, sys, time\n"
+         "s = socket.socket()\n"
+         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.connect(('127.0.0.1', {second.getsockname()[1]}))\n"
+         "print(s.getsockname()[1], flush=True)\n"
+         "time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True)
+    opened = [first, second]
+    try:
+        shared_port = int(child.stdout.readline())
+        accepted_second, _ = second.accept()
+        opened.append(accepted_second)
+        # This process connects to `first` from the very same local port.
+        mine = socket.socket()
+        opened.append(mine)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        mine.bind(("127.0.0.1", shared_port))
+        mine.connect(("127.0.0.1", first.getsockname()[1]))
+        accepted_first, _ = first.accept()
+        opened.append(accepted_first)
+        peers = tcp_peers(first.getsockname()[1])
+        assert [(p.remote[1], p.pid) for p in peers] == [(shared_port, os.getpid())]
+        assert [p.pid for p in tcp_peers(second.getsockname()[1])] == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        for sock in opened:
+            sock.close()

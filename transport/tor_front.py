@@ -102,16 +102,18 @@ async def start_tor_front(
     )
 
 
-def connection_origins(nats_port: int, onion_service_pid: int | None) -> dict[str, int]:
+def connection_origins(nats_port: int, onion_service_pid: int | None) -> dict[str, Any]:
     """Classify the connections nats-server accepted, by the process on the other end.
 
     With Tor on, every client connection must come from the onion-service tor: the
     broker's server never sees a client's address. Connections from this process (the
-    broker, the auth callout) are local by design.
+    broker, the auth callout) are local by design. Anything else is counted in
+    ``other`` and named in ``other_processes`` (``"name[pid]"``, or ``"unknown"`` when the
+    peer socket's owner could not be found, e.g. a connection closing as it was listed).
     """
     from tormentor.transport.tor.checks import tcp_peers
 
-    origins = {"onion_service_tor": 0, "broker_process": 0, "other": 0}
+    origins: dict[str, Any] = {"onion_service_tor": 0, "broker_process": 0, "other": 0, "other_processes": []}
     me = os.getpid()
     for peer in tcp_peers(nats_port):
         if onion_service_pid is not None and peer.pid == onion_service_pid:
@@ -120,4 +122,16 @@ def connection_origins(nats_port: int, onion_service_pid: int | None) -> dict[st
             origins["broker_process"] += 1
         else:
             origins["other"] += 1
+            origins["other_processes"].append(_describe_process(peer.pid))
     return origins
+
+
+def _describe_process(pid: int | None) -> str:
+    if pid is None:
+        return "unknown"
+    try:
+        import psutil
+
+        return f"{psutil.Process(pid).name()}[{pid}]"
+    except Exception:  # the process may be gone already
+        return f"gone[{pid}]"

@@ -64,14 +64,18 @@ def tcp_peers(port: int, host: str = "127.0.0.1") -> list[TcpPeer]:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port: expected an int in 1..65535, got {port!r}")
     connections = psutil.net_connections(kind="tcp")
-    owner_by_address = {
-        (c.laddr.ip, c.laddr.port): c.pid for c in connections if c.laddr and c.raddr
+    # The peer socket is the one whose (local, remote) is this socket's (remote, local):
+    # the local address alone is ambiguous, since Linux gives one ephemeral port to
+    # several outgoing connections that go to different places.
+    owner_by_pair = {
+        ((c.laddr.ip, c.laddr.port), (c.raddr.ip, c.raddr.port)): c.pid
+        for c in connections
+        if c.laddr and c.raddr and c.pid is not None
     }
     peers = []
     for c in connections:
         if (c.laddr and c.raddr and c.status == psutil.CONN_ESTABLISHED
                 and c.laddr.port == port and c.laddr.ip == host):
-            remote = (c.raddr.ip, c.raddr.port)
-            peers.append(TcpPeer((c.laddr.ip, c.laddr.port), remote,
-                                 owner_by_address.get(remote)))
+            local, remote = (c.laddr.ip, c.laddr.port), (c.raddr.ip, c.raddr.port)
+            peers.append(TcpPeer(local, remote, owner_by_pair.get((remote, local))))
     return peers
