@@ -20,6 +20,12 @@ from pathlib import Path
 START = "<!-- perf-table:start -->"
 END = "<!-- perf-table:end -->"
 FAST_IMPL = "numba"
+#: extra_info keys shown in the notes column (a benchmark's own measurements).
+NOTE_KEYS = (
+    "max_rss_mb", "maxrss_mb", "anonymous_mb", "first_update_s", "cpu_per_update_ms", "threads",
+    "updates_per_s", "baseline_updates_per_s", "broker_share_of_ceiling", "p50_ms", "p99_ms",
+    "broker_state_bytes_per_client_traced", "tau_steps",
+)
 
 
 def newest_run(storage: Path) -> Path:
@@ -37,6 +43,14 @@ def _seconds(value: float) -> str:
     return f"{value / 1e-9:.3g} ns"
 
 
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def _rate(items_per_s: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if items_per_s >= scale:
@@ -50,8 +64,13 @@ def render(run: dict) -> str:
     for bench in run.get("benchmarks", []):
         info = bench.get("extra_info") or {}
         impl = info.get("impl", bench.get("name", "?"))
+        notes = [f"{key} {_number(info[key])}" for key in NOTE_KEYS if info.get(key) is not None]
+        if info.get("effective_items") and info.get("items"):
+            effective, items = _number(info["effective_items"]), _number(info["items"])
+            notes.append(f"independent samples {effective} of {items}")
         groups.setdefault(bench.get("group") or bench["name"], []).append(
-            {"impl": impl, "median": bench["stats"]["median"], "items": info.get("items")}
+            {"impl": impl, "median": bench["stats"]["median"], "items": info.get("items"),
+             "effective": info.get("effective_items"), "notes": ", ".join(notes)}
         )
     machine = run.get("machine_info", {})
     cpu = (machine.get("cpu") or {}).get("brand_raw") or platform.processor() or "unknown CPU"
@@ -60,8 +79,8 @@ def render(run: dict) -> str:
         f"{machine.get('cpu', {}).get('count', '?')} cores, "
         f"Python {machine.get('python_version', '?')}. Medians; a shared machine varies by up to 1.5x.",
         "",
-        "| benchmark | implementation | median per call | rate | vs numba |",
-        "|---|---|---|---|---|",
+        "| benchmark | implementation | median per call | rate | vs numba | notes |",
+        "|---|---|---|---|---|---|",
     ]
     for group in sorted(groups):
         entries = groups[group]
@@ -74,7 +93,11 @@ def render(run: dict) -> str:
                 mine = per_item if per_item else entry["median"]
                 base = fast["median"] / fast["items"] if per_item and fast["items"] else fast["median"]
                 ratio = f"{mine / base:.2f}x slower" if mine >= base else f"{base / mine:.2f}x faster"
-            lines.append(f"| {group} | {entry['impl']} | {_seconds(entry['median'])} | {rate} | {ratio} |")
+                if entry["effective"] and fast["items"]:
+                    effective = (entry["median"] / entry["effective"]) / (fast["median"] / fast["items"])
+                    ratio += f" ({effective:,.0f}x per independent sample)"
+            cells = (group, entry["impl"], _seconds(entry["median"]), rate, ratio, entry["notes"])
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
