@@ -38,12 +38,18 @@ def config(credit_path: Path, *overrides: str):
     return load_config(REPO / "configs" / "credit.yaml", [*TOR_SCALE, f"data.path={credit_path}", *overrides])
 
 
-def tor_processes(under: Path) -> list[psutil.Process]:
+def tor_processes(under: Path) -> list[tuple[psutil.Process, str]]:
+    """Live tor daemons whose command line mentions ``under``, with that command line.
+
+    The command line is read once, by process_iter: short-lived tors (key generation,
+    config checks) may exit at any moment, and asking a zombie again raises.
+    """
     found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
+    for process in psutil.process_iter(["name", "cmdline", "status"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if process.info["name"] == "tor" and str(under) in cmdline:
-            found.append(process)
+        alive = process.info["status"] != psutil.STATUS_ZOMBIE
+        if alive and process.info["name"] == "tor" and str(under) in cmdline:
+            found.append((process, cmdline))
     return found
 
 
@@ -76,11 +82,12 @@ def test_run_goes_on_when_a_relay_dies(tmp_path, credit_path):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             trace = tmp_path / "nats"
-            relays = [p for p in tor_processes(tmp_path) if "relay1" in " ".join(p.cmdline())]
+            relays = [(p, cmd) for p, cmd in tor_processes(tmp_path) if "relay1" in cmd and "-f " in cmd]
             if relays and trace.exists() and (tmp_path / "tor" / "broker.onion-key").exists():
                 time.sleep(8)  # let training get going through the network
-                relays[0].kill()
-                killed.append(" ".join(relays[0].cmdline()))
+                relay, cmdline = relays[0]
+                relay.kill()
+                killed.append(cmdline)
                 return
             time.sleep(0.5)
 
