@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from ._checks import validate_array
+
 __all__ = [
     "clipped_per_example_gradients",
     "error_count",
@@ -41,27 +43,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 # input checks (shared with the Numba backend)
 # ---------------------------------------------------------------------------------------
-
-
-def validate_array(name: str, a: object, ndim: int) -> np.ndarray:
-    """Check that ``a`` is a C-contiguous float64 array with ``ndim`` dimensions.
-
-    Raises
-    ------
-    TypeError
-        If ``a`` is not a :class:`numpy.ndarray` of dtype float64.
-    ValueError
-        If it has the wrong number of dimensions or is not C-contiguous.
-    """
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != np.float64:
-        raise TypeError(f"{name} must have dtype float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    return a
 
 
 def validate_model_data(w: object, X: object, y: object, *, min_rows: int) -> tuple[int, int]:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import validate_array
+
 __all__ = ["PreparedValidation", "prepare_validation", "roni_scores", "roni_scores_prepared"]
 
 #: candidates per block in the reference (bounds its temporary to 64 x n floats)
@@ -80,8 +82,8 @@ def prepare_validation(X_val, y_val) -> PreparedValidation:
     ValueError
         On a wrong shape, a label other than +-1, or a non-finite feature.
     """
-    _check_float64("X_val", X_val, 2)
-    _check_float64("y_val", y_val, 1)
+    validate_array("X_val", X_val, 2, contiguous=False)
+    validate_array("y_val", y_val, 1, contiguous=False)
     n, d = X_val.shape
     if n < 1 or d < 1:
         raise ValueError(f"X_val must have at least one row and one column, got {X_val.shape}")
@@ -106,8 +108,8 @@ def candidate_weights(w_s, deltas, prepared) -> np.ndarray:
     """
     if not isinstance(prepared, PreparedValidation):
         raise TypeError(f"prepared must come from prepare_validation, got {type(prepared).__name__}")
-    _check_float64("w_s", w_s, 1)
-    _check_float64("deltas", deltas, 2)
+    validate_array("w_s", w_s, 1, contiguous=False)
+    validate_array("deltas", deltas, 2, contiguous=False)
     d = prepared.d
     if w_s.shape[0] != d:
         raise ValueError(f"w_s has {w_s.shape[0]} entries but the validation set has {d}")
@@ -180,12 +182,3 @@ def roni_scores(w_s, deltas, X_val, y_val) -> np.ndarray:
     Same as ``roni_scores_prepared(w_s, deltas, prepare_validation(X_val, y_val))``.
     """
     return roni_scores_prepared(w_s, deltas, prepare_validation(X_val, y_val))
-
-
-def _check_float64(name: str, a: object, ndim: int) -> None:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != np.float64:
-        raise TypeError(f"{name} must have dtype float64, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
