@@ -10,15 +10,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """Make a relative ``$TORMENTOR_DATA`` absolute: tests start processes in other folders."""
+    if os.environ.get("TORMENTOR_DATA"):
+        os.environ["TORMENTOR_DATA"] = str(Path(os.environ["TORMENTOR_DATA"]).resolve())
+
+
 def credit_folder() -> Path | None:
-    """The folder holding creditcard.csv: $TORMENTOR_DATA, else ../shared/data/credit."""
+    """The folder holding creditcard.csv (absolute): $TORMENTOR_DATA, else ../shared/data/credit."""
     candidates = []
     if os.environ.get("TORMENTOR_DATA"):
         candidates.append(Path(os.environ["TORMENTOR_DATA"]))
     candidates.append(REPO.parent / "shared" / "data" / "credit")
     for folder in candidates:
         if (folder / "creditcard.csv").is_file():
-            return folder
+            return folder.resolve()
     return None
 
 
