@@ -8,9 +8,13 @@ Layout (kernel-facts.md): the validation set is stored as ``yxt`` (d, n), labels
 in, so a margin is ``sum_j w_j yxt[j, r]`` and is positive for a correct row. Rows go in
 blocks of ``_ROWS`` (the block of ``yxt`` stays in cache while every candidate passes
 over it), candidates four at a time (each load of ``yxt`` feeds four models), features
-two at a time, and the innermost loop runs over the rows of the block, which LLVM
-vectorises. Large candidate sets split the row blocks over threads (``prange``); small
-ones stay on one thread, where starting the thread pool would cost more than it saves.
+four at a time (each pass over the accumulators adds four products), and the innermost
+loop runs over the rows of the block, which LLVM vectorises. The rows of a block are
+read through 1-D slices indexed from 0: an index like ``r0 + r`` could be negative as far
+as LLVM knows, so Numba's negative-index wraparound turned every load into a scalar
+gather (1.7x slower at 1,000 candidates). Large candidate sets split the row blocks over
+threads (``prange``); small ones stay on one thread, where starting the thread pool
+would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ def _count_block(weights, yxt, block, acc, partial):
     """Count, for every model, the errors on rows ``block * _ROWS ...``; into ``partial[block]``.
 
     ``acc`` (4, _ROWS) is scratch space. Each row's margin is
-    ``(((0 + w_0 v_0) + w_1 v_1) + ...)``, the reference's order.
+    ``(((0 + w_0 v_0) + w_1 v_1) + ...)``, the reference's order (four features per pass
+    keep that order: each product is added to the running sum in turn).
     """
     m, d = weights.shape
     n = yxt.shape[1]
@@ -66,7 +71,7 @@ def _count_block(weights, yxt, block, acc, partial):
             acc2[r] = 0.0
             acc3[r] = 0.0
         j = 0
-        while j + 2 <= d:
+        while j + 4 <= d:
             p0 = weights[c0, j]
             p1 = weights[c1, j]
             p2 = weights[c2, j]
@@ -75,25 +80,41 @@ def _count_block(weights, yxt, block, acc, partial):
             q1 = weights[c1, j + 1]
             q2 = weights[c2, j + 1]
             q3 = weights[c3, j + 1]
+            s0 = weights[c0, j + 2]
+            s1 = weights[c1, j + 2]
+            s2 = weights[c2, j + 2]
+            s3 = weights[c3, j + 2]
+            t0 = weights[c0, j + 3]
+            t1 = weights[c1, j + 3]
+            t2 = weights[c2, j + 3]
+            t3 = weights[c3, j + 3]
+            y0 = yxt[j, r0 : r0 + width]
+            y1 = yxt[j + 1, r0 : r0 + width]
+            y2 = yxt[j + 2, r0 : r0 + width]
+            y3 = yxt[j + 3, r0 : r0 + width]
             for r in range(width):
-                v = yxt[j, r0 + r]
-                u = yxt[j + 1, r0 + r]
-                acc0[r] = (acc0[r] + p0 * v) + q0 * u
-                acc1[r] = (acc1[r] + p1 * v) + q1 * u
-                acc2[r] = (acc2[r] + p2 * v) + q2 * u
-                acc3[r] = (acc3[r] + p3 * v) + q3 * u
-            j += 2
-        if j < d:
+                v0 = y0[r]
+                v1 = y1[r]
+                v2 = y2[r]
+                v3 = y3[r]
+                acc0[r] = (((acc0[r] + p0 * v0) + q0 * v1) + s0 * v2) + t0 * v3
+                acc1[r] = (((acc1[r] + p1 * v0) + q1 * v1) + s1 * v2) + t1 * v3
+                acc2[r] = (((acc2[r] + p2 * v0) + q2 * v1) + s2 * v2) + t2 * v3
+                acc3[r] = (((acc3[r] + p3 * v0) + q3 * v1) + s3 * v2) + t3 * v3
+            j += 4
+        while j < d:
             p0 = weights[c0, j]
             p1 = weights[c1, j]
             p2 = weights[c2, j]
             p3 = weights[c3, j]
+            y0 = yxt[j, r0 : r0 + width]
             for r in range(width):
-                v = yxt[j, r0 + r]
-                acc0[r] += p0 * v
-                acc1[r] += p1 * v
-                acc2[r] += p2 * v
-                acc3[r] += p3 * v
+                v0 = y0[r]
+                acc0[r] += p0 * v0
+                acc1[r] += p1 * v0
+                acc2[r] += p2 * v0
+                acc3[r] += p3 * v0
+            j += 1
         e0 = 0
         e1 = 0
         e2 = 0
