@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests explore new random examples on every local run; CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci) replays a fixed set, so a landing never hinges on one draw. A
+# failure found locally is replayed from .hypothesis/ until fixed.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config) -> None:
