@@ -38,6 +38,10 @@ REQUIRED = {
         {"final_train_error", "penalties"},
     ),
     "fig11": ({"poisoner_share", "validator", "roni_threshold"}, {"final_train_error", "penalties"}),
+    "honest-dp": (
+        {"epsilon", "validator", "roni_threshold", "clients"},
+        {"final_train_error", "honest_flagged", "time_to_converge_s"},
+    ),
     "sybil": ({"admission_bits", "identities"}, {"cpu_s", "admitted"}),
     "table2": ({"clients", "tor"}, {"time_to_target_s", "final_train_error"}),
 }
@@ -103,7 +107,7 @@ def check_outputs(folder, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fig5", "fig8", "fig9", "fig10", "fig11", "sybil"])
+@pytest.mark.parametrize("name", ["fig5", "fig8", "fig9", "fig10", "fig11", "honest-dp", "sybil"])
 def test_in_process_experiments_write_complete_outputs(quick, name):
     check_outputs(quick(name), name)
 
@@ -269,6 +273,28 @@ def test_fig11_lower_threshold_penalises_poisoners_more(quick):
     assert total(0.005) > total(0.05)
     mean = median(records, ("roni_threshold",), "mean_train_error")
     assert mean[(0.005,)] < mean[(0.05,)]
+
+
+# ----------------------------------------------------------------------------- honest-dp
+
+
+@pytest.mark.slow
+def test_honest_dp_flags_come_from_the_validator_and_eps_5_converges(quick):
+    records = records_of(quick("honest-dp"))
+    keys = ("epsilon", "validator", "roni_threshold")
+    flagged = median(records, keys, "honest_flagged")
+    tail = median(records, keys, "tail_train_error")
+    central = records[0]["outcomes"]["centralised_train_error"]
+    # Nobody is flagged without the validator; at 0.5 % it flags honest clients at both ε.
+    assert flagged[(1.0, False, None)] == flagged[(5.0, False, None)] == 0
+    assert flagged[(1.0, True, 0.005)] > 0 and flagged[(5.0, True, 0.005)] > 0
+    # The paper's two outcomes: ε = 5 converges with the validator on, ε = 1 does not ...
+    assert tail[(5.0, True, 0.005)] <= central + 0.02
+    assert tail[(1.0, True, 0.005)] > central + 0.05
+    # ... and at ε = 1 the noise alone already keeps it from converging (the control).
+    assert tail[(1.0, False, None)] > central + 0.05
+    reached = [r for r in records if r["outcomes"]["time_to_converge_s"] is not None]
+    assert all(r["settings"]["epsilon"] == 5.0 for r in reached) and reached
 
 
 # ----------------------------------------------------------------------------- sybil

@@ -8,6 +8,7 @@ Experiments and how each runs (the reasons are in each module's docstring)::
     fig9    inversion vs bystanders and ε       in process, simulator, random broker latency
     fig10   poisoners 0-75 %, validator on/off  in process, simulator (x = virtual seconds)
     fig11   50 % poisoners, RONI thresholds     in process, simulator (x = virtual seconds)
+    honest-dp  honest DP clients vs RONI 0.5 %  in process, simulator (the paper's two extra runs)
     sybil   CPU to admit N identities           in process Brokerage, real puzzle CPU time
     all     every one of them, then one report
 
@@ -38,10 +39,11 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "fig9": ("tormentor.cli.experiments.inversion", "FIG9"),
     "fig10": ("tormentor.cli.experiments.poisoning", "FIG10"),
     "fig11": ("tormentor.cli.experiments.poisoning", "FIG11"),
+    "honest-dp": ("tormentor.cli.experiments.honest_dp", "HONEST_DP"),
     "sybil": ("tormentor.cli.experiments.sybil", "SYBIL"),
 }
 #: The order of ``experiment all``: the in-process ones first, the real-transport one last.
-ORDER = ("fig5", "fig8", "fig9", "fig10", "fig11", "sybil", "table2")
+ORDER = ("fig5", "fig8", "fig9", "fig10", "fig11", "honest-dp", "sybil", "table2")
 
 
 def get(name: str) -> Experiment:
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``experiment`` subcommand to ``sub``."""
     p = sub.add_parser(
         "experiment",
-        help="run one of the paper's experiments (fig5, table2, fig8, fig9, fig10, fig11, sybil, all)",
+        help="run one of the paper's experiments (fig5, table2, fig8, fig9, fig10, fig11, honest-dp, "
+        "sybil, all)",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

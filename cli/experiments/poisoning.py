@@ -48,7 +48,7 @@ from .results import make_record, normalised, summarise, write_csv
 from .runner import Execution, Experiment, Log, PaperRow, Verdict
 from .settings import CostSettings, DataSettings, StepSettings
 
-__all__ = ["FIG10", "FIG11", "PoisoningSettings", "run_poisoning"]
+__all__ = ["CONVERGED_WITHIN", "DIFFERENCES", "FIG10", "FIG11", "PoisoningSettings", "run_poisoning"]
 
 #: A run "converged" when its tail error is within this of the centralised model's.
 CONVERGED_WITHIN = 0.02
@@ -212,6 +212,7 @@ def run_poisoning(
         "mean_train_error": time_average(curve, settings.horizon_s),
         "penalties": progress.penalties,
         "honest_penalties": sum(p or 0 for p in penalties[:honest]),
+        "honest_flagged": sum(1 for p in penalties[:honest] if p),
         "poisoner_penalties": sum(p or 0 for p in penalties[honest:]),
         "honest_final_bits_max": max((b for b in bits[:honest] if b is not None), default=None),
         "poisoner_final_bits_min": min((b for b in bits[honest:] if b is not None), default=None),
@@ -497,7 +498,7 @@ def compare_fig11(records) -> list[PaperRow]:
     return rows
 
 
-_DIFFERENCES = (
+DIFFERENCES = (
     "Leak-free data: the prototype's error curves fall towards 0 because the label was a feature; ours "
     "level off near the centralised 18.8 %, and a model poisoned towards the flipped labels ends near 80 %.",
     "Virtual time: the x-axis is the simulator's clock with modelled per-client costs (compute, network, "
@@ -525,7 +526,7 @@ FIG10 = Experiment(
     execute=execute_fig10,
     tables=tables,
     compare=compare_fig10,
-    differences=_DIFFERENCES,
+    differences=DIFFERENCES,
 )
 
 FIG11 = Experiment(
@@ -537,5 +538,5 @@ FIG11 = Experiment(
     execute=execute_fig11,
     tables=tables,
     compare=compare_fig11,
-    differences=_DIFFERENCES,
+    differences=DIFFERENCES,
 )
