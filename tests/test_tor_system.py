@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tormentor.transport.tor import SystemTor, TorControlError
+from tormentor.transport.tor import CONTROL_PASSWORD_ENV, SystemTor, TorControlError, control_password
 from tormentor.transport.tor.process import render_torrc
+from tormentor.transport.tor_client import NewIdentity
 
 pytestmark = [
     pytest.mark.tor,
@@ -111,3 +112,24 @@ def test_a_socks_port_that_is_not_tors_is_refused(password_tor):
     with pytest.raises(TorControlError) as info:
         SystemTor(control_port, other, password=PASSWORD).start()
     assert f"127.0.0.1:{other}" in str(info.value) and f"127.0.0.1:{socks_port}" in str(info.value)
+
+
+def test_the_password_comes_from_the_environment():
+    assert control_password({CONTROL_PASSWORD_ENV: PASSWORD}) == PASSWORD
+    assert control_password({CONTROL_PASSWORD_ENV: ""}) is None  # empty: cookie authentication
+    assert control_password({}) is None
+
+
+def test_clients_new_identity_authenticates_with_the_environment_password(password_tor, monkeypatch):
+    tor, control_port, _ = password_tor
+    monkeypatch.delenv(CONTROL_PASSWORD_ENV, raising=False)
+    with pytest.raises(TorControlError, match="authentication failed"):
+        NewIdentity(control_port)()
+    monkeypatch.setenv(CONTROL_PASSWORD_ENV, PASSWORD)
+    new_identity = NewIdentity(control_port)
+    try:
+        new_identity()  # SIGNAL NEWNYM accepted
+        new_identity()  # over the same connection
+    finally:
+        new_identity.close()
+    assert tor.poll() is None

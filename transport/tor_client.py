@@ -22,7 +22,8 @@ class NewIdentity:
     A forwarder calls it when a dial fails: tor then builds fresh circuits and forgets
     cached onion descriptors, which is how clients route around a relay that died
     (a private network's authorities may keep listing it as running). The connection
-    is opened on first use; without a control port it does nothing.
+    is opened on first use (cookie authentication, or the password in
+    ``$TORMENTOR_TOR_CONTROL_PASSWORD``); without a control port it does nothing.
     """
 
     def __init__(self, control_port: int | None) -> None:
@@ -33,11 +34,13 @@ class NewIdentity:
     def __call__(self) -> None:
         if self.control_port is None:
             return
-        from tormentor.transport.tor import TorControl
+        from tormentor.transport.tor import TorControl, control_password
 
         with self._lock:
             if self._control is None:
-                self._control = TorControl.connect(self.control_port, name="clients' tor")
+                self._control = TorControl.connect(
+                    self.control_port, name="clients' tor", password=control_password()
+                )
             self._control.signal_newnym()
 
     def close(self) -> None:

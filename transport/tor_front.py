@@ -63,7 +63,7 @@ async def start_tor_front(
     nats_port : int
         The local nats-server port the onion forwards to.
     """
-    from tormentor.transport.tor import PrivateTorNetwork, SystemTor
+    from tormentor.transport.tor import PrivateTorNetwork, SystemTor, control_password
 
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
@@ -76,7 +76,7 @@ async def start_tor_front(
             bootstrap_timeout_s=tor.bootstrap_timeout_s,
         )
     elif tor.mode == "system":
-        backend = SystemTor(tor.control_port, tor.socks_port)
+        backend = SystemTor(tor.control_port, tor.socks_port, password=control_password())
     else:
         raise ValueError(f"tor.mode must be 'private' or 'system' here, got {tor.mode!r}")
     stack.callback(backend.close)

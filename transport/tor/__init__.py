@@ -12,7 +12,7 @@ Modes
     owned by this process. For tests and local experiments.
 ``system``
     :class:`SystemTor`: an existing tor on the real Tor network, given by control port
-    and SOCKS port.
+    and SOCKS port (and a password in ``$TORMENTOR_TOR_CONTROL_PASSWORD`` if it needs one).
 
 Both offer :class:`TorBackend`: ``publish_onion(ports, key_file=...)`` returning an
 :class:`OnionService`, ``socks_host``/``socks_port`` for clients, ``new_identity()``,
@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     from .private_network import BootstrapTimings, PrivateTorNetwork
     from .process import TorProcess, require_tor_version, tor_version
     from .socks import SocksForwarder, open_socks_connection
-    from .system import SystemTor, TorBackend
+    from .system import CONTROL_PASSWORD_ENV, SystemTor, TorBackend, control_password
 
 #: Public name -> module that defines it (imported on first access).
 _LAZY = {
@@ -109,6 +109,8 @@ _LAZY = {
     "PrivateTorNetwork": "private_network",
     "SystemTor": "system",
     "TorBackend": "system",
+    "CONTROL_PASSWORD_ENV": "system",
+    "control_password": "system",
     "OnionKey": "onion",
     "OnionService": "onion",
     "load_onion_key": "onion",
@@ -121,6 +123,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CONTROL_PASSWORD_ENV",
     "MINIMUM_TOR_VERSION",
     "BootstrapStatus",
     "BootstrapTimings",
@@ -142,6 +145,7 @@ __all__ = [
     "TorProcess",
     "TorProcessError",
     "TorVersionUnsupported",
+    "control_password",
     "load_onion_key",
     "open_socks_connection",
     "publish_onion",

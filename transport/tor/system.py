@@ -15,7 +15,10 @@ offer the same members (:class:`TorBackend`), so wiring code can take either::
 
 The tor's torrc needs ``ControlPort`` with ``CookieAuthentication 1`` (the cookie file
 readable by this user) or ``HashedControlPassword``, and a ``SocksPort`` (its default
-``IsolateSOCKSAuth`` gives each client forwarder its own circuit).
+``IsolateSOCKSAuth`` gives each client forwarder its own circuit). The password, when
+there is one, comes from the environment variable ``TORMENTOR_TOR_CONTROL_PASSWORD``
+(:func:`control_password`), never from a config file or the command line, where it would
+be stored or visible to other users in the process list.
 """
 
 from __future__ import annotations
@@ -30,9 +33,21 @@ from .control import TorControl
 from .errors import TorControlError
 from .onion import OnionService, publish_onion
 
-__all__ = ["SystemTor", "TorBackend"]
+__all__ = ["CONTROL_PASSWORD_ENV", "SystemTor", "TorBackend", "control_password"]
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})
+
+#: The environment variable that holds a system tor's control-port password.
+CONTROL_PASSWORD_ENV = "TORMENTOR_TOR_CONTROL_PASSWORD"
+
+
+def control_password(environ: Mapping[str, str] | None = None) -> str | None:
+    """Return the control-port password from ``$TORMENTOR_TOR_CONTROL_PASSWORD``, or None.
+
+    An empty value counts as unset (cookie authentication).
+    """
+    value = (os.environ if environ is None else environ).get(CONTROL_PASSWORD_ENV)
+    return value or None
 
 
 @runtime_checkable
@@ -145,17 +160,21 @@ class SystemTor:
         """
         if self._control is not None:
             return self
-        control = TorControl.connect(self.control_port, self.control_host,
-                                     password=self._password, name="system tor")
+        control = TorControl.connect(
+            self.control_port, self.control_host, password=self._password, name="system tor"
+        )
         try:
             listeners = control.listeners("socks")
-            if not any(port == self._socks_port and
-                       (host == self.socks_host or host in _ANY_ADDRESS)
-                       for host, port in listeners):
+            if not any(
+                port == self._socks_port and (host == self.socks_host or host in _ANY_ADDRESS)
+                for host, port in listeners
+            ):
                 found = ", ".join(f"{h}:{p}" for h, p in listeners) or "none"
                 raise TorControlError(
-                    control.name, f"no SOCKS listener on {self.socks_host}:{self._socks_port} "
-                                  f"(tor's SOCKS listeners: {found})")
+                    control.name,
+                    f"no SOCKS listener on {self.socks_host}:{self._socks_port} "
+                    f"(tor's SOCKS listeners: {found})",
+                )
         except BaseException:
             control.close()
             raise
@@ -195,7 +214,8 @@ class SystemTor:
             If the control connection fails.
         """
         return self.onion_service_control.wait_bootstrapped(
-            self.bootstrap_timeout_s if timeout_s is None else timeout_s)
+            self.bootstrap_timeout_s if timeout_s is None else timeout_s
+        )
 
     def publish_onion(
         self,
@@ -223,8 +243,7 @@ class SystemTor:
         TorControlError
             If the control connection fails.
         """
-        service = publish_onion(self.onion_service_control, ports, key_file=key_file,
-                                timeout_s=timeout_s)
+        service = publish_onion(self.onion_service_control, ports, key_file=key_file, timeout_s=timeout_s)
         self._services.append(service)
         return service
 
@@ -261,5 +280,7 @@ class SystemTor:
 
     def __repr__(self) -> str:
         state = "connected" if self._control is not None else "not connected"
-        return (f"SystemTor(control={self.control_host}:{self.control_port}, "
-                f"socks={self.socks_host}:{self._socks_port}, {state})")
+        return (
+            f"SystemTor(control={self.control_host}:{self.control_port}, "
+            f"socks={self.socks_host}:{self._socks_port}, {state})"
+        )
