@@ -297,6 +297,15 @@ def test_honest_dp_flags_come_from_the_validator_and_eps_5_converges(quick):
     assert all(r["settings"]["epsilon"] == 5.0 for r in reached) and reached
 
 
+def test_time_to_converge_counts_only_a_curve_that_stays_under_the_target():
+    from tormentor.cli.experiments.honest_dp import time_to_converge
+
+    x = np.arange(6.0)
+    assert time_to_converge(x, np.array([0.3, 0.2, 0.19, 0.25, 0.19, 0.18]), 0.2) == 4.0
+    assert time_to_converge(x, np.array([0.1] * 6), 0.2) == 0.0
+    assert time_to_converge(x, np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.3]), 0.2) is None  # climbed back
+
+
 # ----------------------------------------------------------------------------- sybil
 
 

@@ -14,8 +14,8 @@ batches may not converge on its own (Figure 5), and only the run without the val
 tells the noise's own effect from the validator's false positives.
 
 Outcomes per run, besides those of :func:`.poisoning.run_poisoning`: how many honest
-clients the validator flagged (penalised at least once), and the virtual time at which
-the training error first came within ``CONVERGED_WITHIN`` of the centralised model's.
+clients the validator flagged (penalised at least once), and the virtual time from which
+the training error stayed within ``CONVERGED_WITHIN`` of the centralised model's.
 """
 
 from __future__ import annotations
@@ -58,9 +58,16 @@ class HonestDpSettings(PoisoningSettings):
 
 
 def time_to_converge(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
-    """Return the first ``x`` (virtual seconds) with ``y <= target``, or None if never."""
-    hits = np.flatnonzero(np.asarray(y) <= target)
-    return float(np.asarray(x)[hits[0]]) if hits.size else None
+    """Return the first ``x`` (virtual seconds) from which ``y`` stays ``<= target``, or None.
+
+    "Stays": every later point too. A noisy run that only dips under the target and
+    climbs back has not converged.
+    """
+    above = np.flatnonzero(np.asarray(y) > target)
+    if above.size == 0:
+        return float(np.asarray(x)[0]) if len(x) else None
+    first_after = above[-1] + 1
+    return float(np.asarray(x)[first_after]) if first_after < len(x) else None
 
 
 def _points(settings: HonestDpSettings) -> list[tuple[float, bool, float | None]]:
@@ -190,7 +197,7 @@ def tables(records) -> list[str]:
         "tail (last 10%)",
         "honest clients flagged",
         "honest penalties",
-        f"virtual time to within {100 * CONVERGED_WITHIN:g} pp of centralised",
+        f"virtual time from which it stays within {100 * CONVERGED_WITHIN:g} pp of centralised",
     )
     reference = records[0]["outcomes"].get("centralised_train_error") if records else None
     note = f"Centralised logistic regression: {100 * reference:.1f}%.\n" if reference is not None else ""
