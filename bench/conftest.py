@@ -24,10 +24,20 @@ Nothing here asserts a speed: benchmarks document, tests assert.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+# OpenBLAS's worker threads spin for about 2**28 cycles (~0.1 s) after every call before
+# they sleep. In a benchmark session the NumPy baselines' BLAS calls then hold the second
+# core while the next parallel Numba kernel runs (RONI, C = 1,000: 12 ms became 18-24 ms).
+# With a short timeout BLAS keeps both its threads; they only go to sleep at once. OpenBLAS
+# reads this when NumPy loads, so it must be set before the first ``import numpy``.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 #: the implementation every other one in a group is compared with
 FAST_IMPL = "numba"
