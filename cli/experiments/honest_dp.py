@@ -31,7 +31,14 @@ from tormentor.engine.centralised import fit_logistic_regression, zero_one_error
 from . import plots
 from .curves import band
 from .markdown import table
-from .poisoning import CONVERGED_WITHIN, DIFFERENCES, PoisoningSettings, run_poisoning
+from .poisoning import (
+    CONVERGED_WITHIN,
+    DIFFERENCES,
+    PoisoningSettings,
+    draw_error_vs_time,
+    run_poisoning,
+    threshold_text,
+)
 from .results import make_record, normalised, summarise, write_csv
 from .runner import Execution, Experiment, Log, PaperRow, Verdict
 
@@ -128,27 +135,17 @@ def execute(settings: HonestDpSettings, out_dir: Path, log: Log) -> Execution:
                 b = band(curves[(epsilon, validator, threshold)], grid)
                 lines.append(plots.Line(f"ε = {epsilon:g}", grid, b.median, b.low, b.high))
             title = f"validator on: RONI {100 * threshold:g}%" if validator else "validator off"
-            panels.append(
-                plots.Panel(
-                    title, lines, references=(plots.RefLine(f"centralised {100 * central:.1f}%", central),)
-                )
-            )
-    plots.draw(
+            panels.append((title, lines))
+    draw_error_vs_time(
         out_dir / "honest-dp.png",
         panels,
-        xlabel="virtual time (s)",
-        ylabel="training error (%)",
-        title=f"Honest DP clients vs RONI ({settings.clients} clients; median, min–max over seeds)",
-        ylim=(0.0, 1.0),
+        central,
+        f"Honest DP clients vs RONI ({settings.clients} clients; median, min–max over seeds)",
     )
     return Execution(records, figures=["honest-dp.png"], csv=["curves.csv"])
 
 
 _KEYS = ("epsilon", "validator", "roni_threshold")
-
-
-def _threshold_text(value) -> str:
-    return "–" if value is None else f"{100 * float(value):g}%"
 
 
 def tables(records) -> list[str]:
@@ -177,7 +174,7 @@ def tables(records) -> list[str]:
             (
                 f"{key[0]:g}",
                 "on" if key[1] else "off",
-                _threshold_text(key[2]),
+                threshold_text(key[2]),
                 final.percent(),
                 columns["tail_train_error"][key].percent(),
                 f"{columns['honest_flagged'][key].plain()} of {clients[key]}",
@@ -222,7 +219,7 @@ def compare(records) -> list[PaperRow]:
     if converged is not None:
         rows.append(
             PaperRow(
-                f"ε = 5, RONI {_threshold_text(low)}, all clients honest",
+                f"ε = 5, RONI {threshold_text(low)}, all clients honest",
                 "converges (in 480 s)",
                 f"tail error {converged.percent()}; honest clients flagged "
                 f"{flagged[(5.0, True, low)].plain()} of {clients}",
@@ -234,7 +231,7 @@ def compare(records) -> list[PaperRow]:
         marked = flagged[(1.0, True, low)]
         rows.append(
             PaperRow(
-                f"ε = 1, RONI {_threshold_text(low)}: the validator flags every honest client",
+                f"ε = 1, RONI {threshold_text(low)}: the validator flags every honest client",
                 "all flagged",
                 f"{marked.plain()} of {clients} flagged",
                 Verdict.AGREES if marked.median >= clients else Verdict.DIFFERS,
@@ -246,7 +243,7 @@ def compare(records) -> list[PaperRow]:
             ours += f" (without the validator {control.percent()})"
         rows.append(
             PaperRow(
-                f"ε = 1, RONI {_threshold_text(low)}: the model does not converge",
+                f"ε = 1, RONI {threshold_text(low)}: the model does not converge",
                 "does not converge",
                 ours,
                 Verdict.AGREES if noisy.median > central + CONVERGED_WITHIN else Verdict.CONTRADICTS,

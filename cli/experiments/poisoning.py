@@ -48,7 +48,16 @@ from .results import make_record, normalised, summarise, write_csv
 from .runner import Execution, Experiment, Log, PaperRow, Verdict
 from .settings import CostSettings, DataSettings, StepSettings
 
-__all__ = ["CONVERGED_WITHIN", "DIFFERENCES", "FIG10", "FIG11", "PoisoningSettings", "run_poisoning"]
+__all__ = [
+    "CONVERGED_WITHIN",
+    "DIFFERENCES",
+    "FIG10",
+    "FIG11",
+    "PoisoningSettings",
+    "draw_error_vs_time",
+    "run_poisoning",
+    "threshold_text",
+]
 
 #: A run "converged" when its tail error is within this of the centralised model's.
 CONVERGED_WITHIN = 0.02
@@ -280,6 +289,21 @@ def _notes(settings: PoisoningSettings) -> list[str]:
     ]
 
 
+def draw_error_vs_time(
+    path: Path, panels: list[tuple[str, list[plots.Line]]], central: float, title: str
+) -> None:
+    """Draw training error vs virtual time, one panel per ``(title, lines)``, with the centralised error."""
+    centralised = plots.RefLine(f"centralised {100 * central:.1f}%", central)
+    plots.draw(
+        path,
+        [plots.Panel(panel_title, lines, references=(centralised,)) for panel_title, lines in panels],
+        xlabel="virtual time (s)",
+        ylabel="training error (%)",
+        title=title,
+        ylim=(0.0, 1.0),
+    )
+
+
 def execute_fig10(settings: PoisoningSettings, out_dir: Path, log: Log) -> Execution:
     """Run every (share, validator, seed); draw fig10.png (validator on | off)."""
     _, central, records, curves, rows = _execute("fig10", settings, log)
@@ -296,18 +320,12 @@ def execute_fig10(settings: PoisoningSettings, out_dir: Path, log: Log) -> Execu
                 if validator
                 else "validator off"
             )
-            panels.append(
-                plots.Panel(
-                    title, lines, references=(plots.RefLine(f"centralised {100 * central:.1f}%", central),)
-                )
-            )
-    plots.draw(
+            panels.append((title, lines))
+    draw_error_vs_time(
         out_dir / "fig10.png",
         panels,
-        xlabel="virtual time (s)",
-        ylabel="training error (%)",
-        title="Figure 10: poisoners vs RONI + adaptive PoW, 8 clients (median, min–max over seeds)",
-        ylim=(0.0, 1.0),
+        central,
+        "Figure 10: poisoners vs RONI + adaptive PoW, 8 clients (median, min–max over seeds)",
     )
     return Execution(records, figures=["fig10.png"], csv=[_write(out_dir, rows)], notes=_notes(settings))
 
@@ -324,25 +342,15 @@ def execute_fig11(settings: PoisoningSettings, out_dir: Path, log: Log) -> Execu
                 b = band(curves[(share, validator, threshold)], grid)
                 label = f"RONI {100 * threshold:g}%" if validator else "validator off"
                 lines.append(plots.Line(label, grid, b.median, b.low, b.high))
-        panels.append(
-            plots.Panel(
-                f"{100 * share:.0f}% poisoners",
-                lines,
-                references=(plots.RefLine(f"centralised {100 * central:.1f}%", central),),
-            )
-        )
-    plots.draw(
-        out_dir / "fig11.png",
-        panels,
-        xlabel="virtual time (s)",
-        ylabel="training error (%)",
-        title="Figure 11: RONI thresholds (median, min–max over seeds)",
-        ylim=(0.0, 1.0),
+        panels.append((f"{100 * share:.0f}% poisoners", lines))
+    draw_error_vs_time(
+        out_dir / "fig11.png", panels, central, "Figure 11: RONI thresholds (median, min–max over seeds)"
     )
     return Execution(records, figures=["fig11.png"], csv=[_write(out_dir, rows)], notes=_notes(settings))
 
 
-def _threshold_text(value) -> str:
+def threshold_text(value) -> str:
+    """A RONI threshold as a percentage (``0.005`` -> ``0.5%``), or ``–`` for none."""
     return "–" if value is None else f"{100 * float(value):g}%"
 
 
@@ -363,7 +371,7 @@ def tables(records) -> list[str]:
             (
                 f"{100 * key[0]:.0f}%",
                 "on" if key[1] else "off",
-                _threshold_text(key[2]),
+                threshold_text(key[2]),
                 spread.percent(),
                 tail[key].percent(),
                 mean[key].percent(),
@@ -478,8 +486,8 @@ def compare_fig11(records) -> list[PaperRow]:
         low, high = on[0], on[-1]
         rows.append(
             PaperRow(
-                f"lower threshold removes poisoners sooner (RONI {_threshold_text(low[2])} vs "
-                f"{_threshold_text(high[2])})",
+                f"lower threshold removes poisoners sooner (RONI {threshold_text(low[2])} vs "
+                f"{threshold_text(high[2])})",
                 "yes: the model recovers sooner",
                 f"time-average error {mean[low].percent()} vs {mean[high].percent()}; poisoner penalties "
                 f"{poisoner[low].plain()} vs {poisoner[high].plain()}",
@@ -490,8 +498,8 @@ def compare_fig11(records) -> list[PaperRow]:
             PaperRow(
                 "too low a threshold penalises honest clients",
                 "false positives at 0.5%",
-                f"honest penalties {honest[low].plain()} at {_threshold_text(low[2])} vs "
-                f"{honest[high].plain()} at {_threshold_text(high[2])}",
+                f"honest penalties {honest[low].plain()} at {threshold_text(low[2])} vs "
+                f"{honest[high].plain()} at {threshold_text(high[2])}",
                 Verdict.AGREES if honest[low].median > honest[high].median else Verdict.DIFFERS,
             )
         )
