@@ -24,14 +24,17 @@ def pytest_configure(config) -> None:
 
 
 def credit_folder() -> Path | None:
-    """The folder holding creditcard.csv (absolute): $TORMENTOR_DATA, else ../shared/data/credit."""
+    """The folder holding creditcard.csv: $TORMENTOR_DATA, else ../shared/data/credit.
+
+    Both are absolute: :func:`pytest_configure` resolved the variable, and REPO is resolved.
+    """
     candidates = []
     if os.environ.get("TORMENTOR_DATA"):
         candidates.append(Path(os.environ["TORMENTOR_DATA"]))
     candidates.append(REPO.parent / "shared" / "data" / "credit")
     for folder in candidates:
         if (folder / "creditcard.csv").is_file():
-            return folder.resolve()
+            return folder
     return None
 
 
